@@ -1,0 +1,83 @@
+"""Request and response shapes of the HTTP API (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from pixelflow.core.models import JobError, Output, SourceType, Step, Usage
+from pixelflow.core.states import JobStatus
+
+
+class CreateJobRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    source_type: SourceType
+    # Required for local_file: a path relative to PIXELFLOW_LOCAL_SOURCE_ROOT.
+    object_key: str = ""
+    webhook_url: str | None = None
+    pipeline: Annotated[list[Step], Meta(min_length=1)]
+
+
+class UploadInfo(Struct, kw_only=True):
+    object_key: str
+    presigned_put_url: str
+    presigned_url_state: Literal["ready", "not_required"]
+    expires_at: datetime | None = None
+
+
+class CreateJobResponse(Struct, kw_only=True):
+    job_id: str
+    status: JobStatus
+    upload: UploadInfo
+    start_url: str
+    job_url: str
+
+
+class StartJobResponse(Struct, kw_only=True):
+    job_id: str
+    status: JobStatus
+    queue: str
+    task_id: str
+    # "enqueued" when this call enqueued the job, "already_started" when it was in flight.
+    state: Literal["enqueued", "already_started"]
+    enqueued_at: datetime | None
+
+
+class JobView(Struct, kw_only=True):
+    id: str
+    job_id: str
+    user_id: str
+    status: JobStatus
+    source_type: SourceType
+    object_key: str
+    webhook_url: str | None
+    pipeline: list[Step]
+    outputs: list[Output]
+    error: JobError | None
+    attempts: int
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    usage: Usage | None
+
+
+class JobList(Struct, kw_only=True):
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class ErrorBody(Struct, kw_only=True, omit_defaults=True):
+    error: str
+    code: str
+    details: dict[str, Any] | None = None
+
+
+class HealthStatus(Struct, kw_only=True, omit_defaults=True):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] | None = None
+    # Set when not ready, so the body is also a regular error body.
+    error: str | None = None
+    code: str | None = None
