@@ -1,0 +1,24 @@
+# Common tasks; `just --list` shows them.
+
+# Install into .venv with the dev extra.
+install:
+    python3 -m venv .venv
+    .venv/bin/pip install -e '.[dev]'
+
+# Start the API with an in-process worker on the embedded defaults.
+serve *ARGS:
+    .venv/bin/pixelflow serve {{ARGS}}
+
+# Lint, type-check and run the whole suite (needs PostgreSQL and Redis).
+test *ARGS:
+    ./scripts/test {{ARGS}}
+
+# Lint and type-check only.
+lint:
+    .venv/bin/ruff check pixelflow tests
+    .venv/bin/ruff format --check pixelflow tests
+    .venv/bin/mypy pixelflow
+
+# Imaging benchmarks (not pass/fail tests).
+bench:
+    .venv/bin/python bench/bench_imaging.py

@@ -1,0 +1,1 @@
+"""The control plane: a Starlette app that validates, stores and enqueues (never decodes)."""

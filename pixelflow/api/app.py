@@ -1,0 +1,83 @@
+"""The Starlette app factory. Resources live in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from pixelflow.adapters.queue.local import LocalQueue
+from pixelflow.api.auth import authenticator_for
+from pixelflow.api.deps import ApiState
+from pixelflow.api.errors import HANDLERS
+from pixelflow.api.middleware import MetricsMiddleware
+from pixelflow.api.openapi import build_openapi
+from pixelflow.api.ratelimit import RouteLimiter
+from pixelflow.api.routes import docs, health, jobs, objects
+from pixelflow.config import Settings
+from pixelflow.runtime import (
+    AppContext,
+    build_processor,
+    build_reconciler,
+    open_context,
+    open_imaging,
+)
+from pixelflow.telemetry.metrics import Metrics, MetricsServer
+from pixelflow.worker.local import LocalWorker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlette:
+    """The API; with ``embedded_worker`` (``serve``) it also processes jobs in-process."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            ctx = await stack.enter_async_context(open_context(settings, metrics))
+            app.state.api = ApiState(
+                ctx=ctx,
+                auth=authenticator_for(settings.auth, settings.user_id_header),
+                limiter=RouteLimiter(
+                    ctx.rate_limiter,
+                    capacity=settings.rate_limit_capacity,
+                    window=settings.rate_limit_window,
+                    metrics=metrics,
+                ),
+            )
+            if settings.api_metrics_addr is not None:
+                server = MetricsServer(
+                    metrics, settings.api_metrics_addr.host, settings.api_metrics_addr.port
+                )
+                stack.callback(server.close)
+            if embedded_worker:
+                await _start_embedded_worker(ctx, stack)
+            yield
+
+    app = Starlette(
+        routes=[*jobs.routes, *objects.routes, *health.routes, *docs.routes],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.openapi = build_openapi()
+    return app
+
+
+async def _start_embedded_worker(ctx: AppContext, stack: contextlib.AsyncExitStack) -> None:
+    if not isinstance(ctx.queue, LocalQueue):
+        raise RuntimeError("the embedded worker needs the in-process queue")
+    imaging = await stack.enter_async_context(open_imaging(ctx.settings))
+    worker = LocalWorker(
+        queue=ctx.queue,
+        processor=build_processor(ctx, imaging),
+        reconciler=build_reconciler(ctx),
+        concurrency=ctx.settings.worker_concurrency,
+        reconcile_interval=ctx.settings.reconcile_interval,
+    )
+    await worker.start()
+    stack.push_async_callback(worker.stop)

@@ -1,0 +1,38 @@
+"""Bounded, strictly typed request bodies."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from pixelflow.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes: a declared
+    Content-Length is checked before reading, a chunked body while reading."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidInput("Content-Length is not a number", code="bad_request") from None
+        if length > limit:
+            raise PayloadTooLarge(f"the body is {length} bytes; at most {limit} are allowed")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request, *, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "application/json")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as application/json (got {media_type or 'no content type'})"
+        )
+    return await read_body(request, limit=limit)

@@ -1,0 +1,118 @@
+"""The ``pixelflow`` command: serve, api, worker, migrate, submit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pixelflow.config import ConfigError, Role, Settings, load_settings
+from pixelflow.telemetry.logging import configure_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except ConfigError as exc:
+        print(f"pixelflow: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelflow", description="Asynchronous image-processing job service."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="API with an in-process worker on the embedded defaults (no services)"
+    )
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--data-dir", help="where the embedded defaults keep their files")
+    serve.set_defaults(run=_run_serve)
+
+    api = commands.add_parser("api", help="the HTTP API only (control plane)")
+    api.set_defaults(run=_run_api)
+
+    worker = commands.add_parser("worker", help="the arq worker only (data plane)")
+    worker.set_defaults(run=_run_worker)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(run=_run_migrate)
+
+    from pixelflow.client.submit import add_submit_arguments
+
+    submit = commands.add_parser(
+        "submit", help="upload an image, run a pipeline on it and save the outputs"
+    )
+    add_submit_arguments(submit)
+    return parser
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    if args.host is not None or args.port is not None:
+        overrides["PIXELFLOW_API_ADDR"] = f"{args.host or '127.0.0.1'}:{args.port or 8080}"
+    if args.data_dir is not None:
+        overrides["PIXELFLOW_DATA_DIR"] = args.data_dir
+    return overrides
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(Role.SERVE, overrides=_serve_overrides(args))
+    return _run_http(settings, embedded_worker=True)
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    return _run_http(load_settings(Role.API), embedded_worker=False)
+
+
+def _run_http(settings: Settings, *, embedded_worker: bool) -> int:
+    import uvicorn
+
+    from pixelflow.api.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, embedded_worker=embedded_worker)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_addr.host,
+        port=settings.api_addr.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
+    # uvicorn exits quietly when startup fails (e.g. a dependency is unreachable).
+    return 0 if server.started else 1
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from pixelflow.worker.arq_worker import run_worker
+
+    settings = load_settings(Role.WORKER)
+    configure_logging(settings.log_level, settings.log_format)
+    return run_worker(settings)
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    from pixelflow.runtime import migrate_database
+
+    settings = load_settings(Role.MIGRATE)
+    configure_logging(settings.log_level, settings.log_format)
+    applied = asyncio.run(migrate_database(settings))
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

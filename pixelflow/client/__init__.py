@@ -1,0 +1,1 @@
+"""A small HTTP client of the PixelFlow API, used by ``pixelflow submit``."""

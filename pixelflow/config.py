@@ -1,0 +1,326 @@
+"""Settings from environment variables, validated once at startup.
+
+An invalid value is a ``ConfigError`` naming the variable: never a silent fallback. Defaults
+differ per role (``serve`` runs on the embedded defaults with no configuration at all).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal, TypeVar, cast
+
+from msgspec import Struct
+
+T = TypeVar("T")
+
+AuthMode = Literal["api_key", "header", "none"]
+LogFormat = Literal["text", "json"]
+
+
+class Role(enum.StrEnum):
+    SERVE = "serve"
+    API = "api"
+    WORKER = "worker"
+    MIGRATE = "migrate"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class Address(Struct, frozen=True):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Settings(Struct, kw_only=True, frozen=True):
+    role: Role
+    api_addr: Address
+    api_metrics_addr: Address | None
+    worker_metrics_addr: Address | None
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    queue_name: str
+    storage_url: str
+    s3_endpoint_url: str | None
+    public_url: str
+    presign_expiry: int
+    local_source_root: Path | None
+    local_signing_secret: bytes
+    auth: AuthMode
+    user_id_header: str
+    rate_limit_capacity: int
+    rate_limit_window: float
+    rate_limit_fail_open: bool
+    max_source_pixels: int
+    max_source_bytes: int
+    max_steps: int
+    max_body_bytes: int
+    worker_concurrency: int
+    worker_max_active_jobs: int
+    worker_max_attempts: int
+    worker_job_timeout: float
+    worker_retry_backoff: float
+    worker_retry_max_backoff: float
+    worker_lease_seconds: float
+    reconcile_interval: float
+    webhook_signing_secret: str | None
+    webhook_allow_private: bool
+    log_format: LogFormat
+    log_level: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.role is Role.SERVE
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers: each takes the variable's name (for the message) and its raw text.
+# ---------------------------------------------------------------------------------------------
+
+
+def _int(name: str, raw: str, low: int = 0, high: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name}: {value} is out of range ({bound})")
+    return value
+
+
+def _float(name: str, raw: str, low: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if value < low:
+        raise ConfigError(f"{name}: {value} must be >= {low}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not a boolean (true/false)")
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise ConfigError(f"{name}: {raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def parse_address(name: str, raw: str) -> Address | None:
+    """``host:port``, ``:port`` (all interfaces) or empty (disabled)."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep:
+        raise ConfigError(f"{name}: {raw!r} must look like host:port or :port")
+    return Address(host.strip("[]") or "0.0.0.0", _int(name, port, 0, 65535))
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{name}: {raw!r} must start with one of {', '.join(s + '://' for s in schemes)}"
+        )
+    return raw
+
+
+class _Env:
+    """Reads variables, remembering which are required for the role."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._environ.get(name)
+        return default if value is None else value
+
+    def parse(self, name: str, default: str, parser: Callable[[str, str], T]) -> T:
+        return parser(name, self._environ.get(name, default))
+
+    def require(self, name: str, role: Role) -> str:
+        value = self._environ.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"{name}: required for `pixelflow {role.value}`")
+        return value
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def load_settings(
+    role: Role,
+    environ: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings for ``role`` from ``environ`` (default ``os.environ``) plus CLI overrides
+    (given as the variables they stand for, so one parser serves both)."""
+    merged = dict(os.environ if environ is None else environ)
+    merged.update(overrides or {})
+    env = _Env(merged)
+    embedded = role is Role.SERVE
+    cores = _cpu_count()
+
+    data_dir = Path(env.get("PIXELFLOW_DATA_DIR", "./.pixelflow") or "./.pixelflow").resolve()
+    api_addr = parse_address(
+        "PIXELFLOW_API_ADDR",
+        env.get("PIXELFLOW_API_ADDR") or ("127.0.0.1:8080" if embedded else ":8080"),
+    )
+    if api_addr is None:
+        raise ConfigError("PIXELFLOW_API_ADDR: must not be empty")
+
+    if embedded:
+        database_url = env.get("PIXELFLOW_DATABASE_URL") or f"sqlite:///{data_dir / 'pixelflow.db'}"
+        redis_url = env.get("PIXELFLOW_REDIS_URL") or None
+        storage_url = env.get("PIXELFLOW_STORAGE_URL") or f"file://{data_dir / 'objects'}"
+        source_root: str | None = env.get("PIXELFLOW_LOCAL_SOURCE_ROOT") or os.getcwd()
+    else:
+        database_url = env.require("PIXELFLOW_DATABASE_URL", role)
+        redis_url = env.require("PIXELFLOW_REDIS_URL", role) if role is not Role.MIGRATE else None
+        storage_url = (
+            env.require("PIXELFLOW_STORAGE_URL", role) if role is not Role.MIGRATE else "file:///"
+        )
+        source_root = env.get("PIXELFLOW_LOCAL_SOURCE_ROOT") or None
+
+    _url("PIXELFLOW_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    if redis_url is not None:
+        _url("PIXELFLOW_REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    _url("PIXELFLOW_STORAGE_URL", storage_url, ("file", "s3"))
+
+    local_root = Path(source_root).resolve() if source_root else None
+    if local_root is not None and not local_root.is_dir():
+        raise ConfigError(f"PIXELFLOW_LOCAL_SOURCE_ROOT: {local_root} is not a directory")
+
+    auth = env.parse(
+        "PIXELFLOW_AUTH",
+        "none" if embedded else "api_key",
+        lambda n, r: _choice(n, r, ("api_key", "header", "none")),
+    )
+    if auth == "api_key":
+        raise ConfigError(
+            "PIXELFLOW_AUTH: api_key authentication is not available in this release yet; "
+            "use `header` behind an authenticating gateway, or `none` for local development"
+        )
+    if embedded and auth == "none" and not _is_loopback(api_addr.host):
+        raise ConfigError(
+            f"PIXELFLOW_API_ADDR: {api_addr.host} is not a loopback address; with "
+            "PIXELFLOW_AUTH=none `serve` only binds to loopback"
+        )
+
+    default_metrics_host = "127.0.0.1" if embedded else ""
+    public_url = (env.get("PIXELFLOW_PUBLIC_URL") or "").rstrip("/") or _public_url(api_addr)
+    signing_secret = env.get("PIXELFLOW_LOCAL_SIGNING_SECRET") or ""
+    webhook_secret = env.get("WEBHOOK_SIGNING_SECRET") or None
+
+    return Settings(
+        role=role,
+        api_addr=api_addr,
+        api_metrics_addr=env.parse(
+            "PIXELFLOW_API_METRICS_ADDR", f"{default_metrics_host}:9090", parse_address
+        ),
+        worker_metrics_addr=env.parse(
+            "WORKER_METRICS_ADDR", f"{default_metrics_host}:9091", parse_address
+        ),
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name=env.parse("PIXELFLOW_QUEUE_NAME", "default", _queue_name),
+        storage_url=storage_url,
+        s3_endpoint_url=env.get("PIXELFLOW_S3_ENDPOINT_URL") or None,
+        public_url=public_url,
+        presign_expiry=env.parse(
+            "PIXELFLOW_PRESIGN_EXPIRY", "900", lambda n, r: _int(n, r, 1, 604800)
+        ),
+        local_source_root=local_root,
+        local_signing_secret=signing_secret.encode() if signing_secret else b"",
+        auth=cast(AuthMode, auth),
+        user_id_header=env.get("PIXELFLOW_USER_ID_HEADER") or "X-User-ID",
+        rate_limit_capacity=env.parse("PIXELFLOW_RATE_LIMIT_CAPACITY", "60", _int),
+        rate_limit_window=env.parse(
+            "PIXELFLOW_RATE_LIMIT_WINDOW", "60", lambda n, r: _float(n, r, 0.001)
+        ),
+        rate_limit_fail_open=env.parse("PIXELFLOW_RATE_LIMIT_FAIL_OPEN", "true", _bool),
+        max_source_pixels=env.parse(
+            "PIXELFLOW_MAX_SOURCE_PIXELS", "100000000", lambda n, r: _int(n, r, 1)
+        ),
+        max_source_bytes=env.parse(
+            "PIXELFLOW_MAX_SOURCE_BYTES", "52428800", lambda n, r: _int(n, r, 1)
+        ),
+        max_steps=env.parse("PIXELFLOW_MAX_STEPS", "32", lambda n, r: _int(n, r, 1, 1000)),
+        max_body_bytes=env.parse(
+            "PIXELFLOW_MAX_BODY_BYTES", str(1 << 20), lambda n, r: _int(n, r, 1024)
+        ),
+        worker_concurrency=env.parse(
+            "WORKER_CONCURRENCY", str(max(2, cores)), lambda n, r: _int(n, r, 1)
+        ),
+        worker_max_active_jobs=env.parse(
+            "WORKER_MAX_ACTIVE_JOBS", str(cores), lambda n, r: _int(n, r, 1)
+        ),
+        worker_max_attempts=env.parse("WORKER_MAX_ATTEMPTS", "5", lambda n, r: _int(n, r, 1, 100)),
+        worker_job_timeout=env.parse("WORKER_JOB_TIMEOUT", "180", lambda n, r: _float(n, r, 0.1)),
+        worker_retry_backoff=env.parse("WORKER_RETRY_BACKOFF", "2", _float),
+        worker_retry_max_backoff=env.parse("WORKER_RETRY_MAX_BACKOFF", "300", _float),
+        worker_lease_seconds=env.parse("WORKER_LEASE_SECONDS", "30", lambda n, r: _float(n, r, 1)),
+        reconcile_interval=env.parse(
+            "WORKER_RECONCILE_INTERVAL", "15", lambda n, r: _float(n, r, 0.1)
+        ),
+        webhook_signing_secret=webhook_secret,
+        webhook_allow_private=env.parse("PIXELFLOW_WEBHOOK_ALLOW_PRIVATE", "false", _bool),
+        log_format=cast(
+            LogFormat,
+            env.parse("PIXELFLOW_LOG_FORMAT", "text", lambda n, r: _choice(n, r, ("text", "json"))),
+        ),
+        log_level=env.parse(
+            "PIXELFLOW_LOG_LEVEL",
+            "info",
+            lambda n, r: _choice(n, r.lower(), ("debug", "info", "warning", "error")),
+        ),
+    )
+
+
+def _queue_name(name: str, raw: str) -> str:
+    if not raw or not all(c.isalnum() or c in "-_.:" for c in raw):
+        raise ConfigError(f"{name}: {raw!r} must be non-empty letters, digits, - _ . :")
+    return raw
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def _public_url(addr: Address) -> str:
+    host = "127.0.0.1" if addr.host in {"0.0.0.0", "::", ""} else addr.host
+    return f"http://{host}:{addr.port}"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The embedded default's URL-signing key: created once, kept in the data directory so
+    signed URLs survive a restart."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret

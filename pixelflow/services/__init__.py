@@ -1,0 +1,1 @@
+"""Use cases: the job lifecycle, one processing attempt, the reconciler."""

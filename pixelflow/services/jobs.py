@@ -1,0 +1,256 @@
+"""The job lifecycle as the API sees it: create, start, get, list, cancel, outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from pixelflow.adapters.queue.protocol import Queue
+from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
+from pixelflow.adapters.store.protocol import Store
+from pixelflow.core import netpolicy
+from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
+from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from pixelflow.core.formats import upload_key
+from pixelflow.core.models import Job, JobPage, JobTask, Output, Transition
+from pixelflow.core.states import CANCELABLE, JobStatus
+from pixelflow.core.validation import validate_pipeline
+from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
+from pixelflow.services.policy import JobPolicy
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (empty when it does not resolve)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5
+        )
+    except (OSError, TimeoutError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        queue: Queue,
+        storage: ObjectStorage,
+        sources: SourceFiles | None,
+        policy: JobPolicy,
+        clock: Clock = utc_now,
+        new_id: IdFactory = new_job_id,
+        resolver: Resolver = resolve_host,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.storage = storage
+        self.sources = sources
+        self.policy = policy
+        self.clock = clock
+        self.new_id = new_id
+        self.resolver = resolver
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        user_id: str,
+        request: CreateJobRequest,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> CreateJobResponse:
+        validate_pipeline(request.pipeline, max_steps=self.policy.max_steps)
+        webhook_url = request.webhook_url or None
+        if webhook_url is not None:
+            await self._check_webhook(webhook_url)
+
+        job_id = self.new_id()
+        if request.source_type == "local_file":
+            object_key = self._local_key(request.object_key)
+        else:
+            object_key = upload_key(job_id)
+
+        now = self.clock()
+        job = Job(
+            id=job_id,
+            user_id=user_id,
+            status=JobStatus.CREATED,
+            source_type=request.source_type,
+            object_key=object_key,
+            webhook_url=webhook_url,
+            pipeline=request.pipeline,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(request) if idempotency_key else None,
+            traceparent=traceparent,
+        )
+        stored = await self.store.create_job(job)
+        return await self._created_response(stored)
+
+    def _local_key(self, object_key: str) -> str:
+        if self.sources is None:
+            raise InvalidInput(
+                "local_file sources are disabled: PIXELFLOW_LOCAL_SOURCE_ROOT is not set",
+                code="local_file_disabled",
+            )
+        if not object_key:
+            raise InvalidInput("object_key is required for local_file", code="missing_field")
+        self.sources.resolve(object_key)  # raises invalid_source_path for any escape
+        return object_key
+
+    async def _check_webhook(self, url: str) -> None:
+        host, port = netpolicy.webhook_host(url)
+        if self.policy.webhook_allow_private:
+            return
+        netpolicy.check_addresses(host, await self.resolver(host, port))
+
+    async def _created_response(self, job: Job) -> CreateJobResponse:
+        if job.source_type == "s3_presigned":
+            presigned = await self.storage.presign_put(
+                job.object_key, expires_in=self.policy.presign_expiry
+            )
+            upload = UploadInfo(
+                object_key=job.object_key,
+                presigned_put_url=presigned.url,
+                presigned_url_state="ready",
+                expires_at=presigned.expires_at,
+            )
+        else:
+            upload = UploadInfo(
+                object_key=job.object_key, presigned_put_url="", presigned_url_state="not_required"
+            )
+        return CreateJobResponse(
+            job_id=job.id,
+            status=job.status,
+            upload=upload,
+            start_url=f"/v1/jobs/{job.id}/start",
+            job_url=f"/v1/jobs/{job.id}",
+        )
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self, user_id: str, job_id: str) -> StartJobResponse:
+        job = await self.get(user_id, job_id)
+        if job.status is JobStatus.CREATED:
+            size = await self._source_size(job)
+            queued = await self.store.transition(
+                Transition(
+                    job_id=job.id,
+                    expected=frozenset({JobStatus.CREATED}),
+                    target=JobStatus.QUEUED,
+                    at=self.clock(),
+                    source_bytes=size,
+                )
+            )
+            if queued is not None:
+                await self._enqueue(queued)
+                return self._start_response(queued, "enqueued")
+            job = await self.get(user_id, job_id)  # a concurrent start or cancel won the race
+        if job.status in {JobStatus.QUEUED, JobStatus.PROCESSING}:
+            return self._start_response(job, "already_started")
+        raise Conflict(
+            f"job {job.id} is {job.status} and cannot be started", code="job_not_startable"
+        )
+
+    async def _source_size(self, job: Job) -> int:
+        if job.source_type == "local_file":
+            assert self.sources is not None, "local_file jobs exist only with a source root"
+            size = await self.sources.size(job.object_key)
+        else:
+            size = await self.storage.size(job.object_key)
+        if size is None:
+            raise Conflict(
+                f"the source {job.object_key!r} has not been uploaded", code="source_missing"
+            )
+        if size > self.policy.max_source_bytes:
+            raise PayloadTooLarge(
+                f"the source is {size} bytes; at most {self.policy.max_source_bytes} are allowed",
+                code="source_too_large",
+            )
+        return size
+
+    async def _enqueue(self, job: Job) -> None:
+        try:
+            await self.queue.enqueue(JobTask(job_id=job.id, traceparent=job.traceparent))
+        except Unavailable:
+            # The job is queued in the database, the source of truth: the reconciler will
+            # enqueue it once the queue is back, so the client's request still succeeded.
+            log.warning("queue unavailable; job %s left for the reconciler", job.id)
+
+    def _start_response(self, job: Job, state: str) -> StartJobResponse:
+        return StartJobResponse(
+            job_id=job.id,
+            status=job.status,
+            queue=self.queue.name,
+            task_id=job.id,
+            state="enqueued" if state == "enqueued" else "already_started",
+            enqueued_at=job.queued_at,
+        )
+
+    # -- read ------------------------------------------------------------------------------
+
+    async def get(self, user_id: str, job_id: str, *, with_usage: bool = False) -> Job:
+        job = await self.store.get_job(job_id, user_id=user_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found", code="job_not_found")
+        if with_usage and job.usage is None and job.status is JobStatus.SUCCEEDED:
+            job.usage = await self.store.get_usage(job.id)
+        return job
+
+    async def list(
+        self, user_id: str, *, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> JobPage:
+        if not 1 <= limit <= self.policy.list_limit_max:
+            raise InvalidInput(
+                f"limit must be 1..{self.policy.list_limit_max}", code="invalid_parameter"
+            )
+        return await self.store.list_jobs(user_id, limit=limit, cursor=cursor, status=status)
+
+    async def output(self, user_id: str, job_id: str, step_id: str) -> Output:
+        job = await self.get(user_id, job_id)
+        for output in job.outputs:
+            if output.step_id == step_id:
+                return output
+        raise NotFound(f"job {job_id} has no output for step {step_id!r}", code="output_not_found")
+
+    # -- cancel ----------------------------------------------------------------------------
+
+    async def cancel(self, user_id: str, job_id: str) -> Job:
+        job = await self.get(user_id, job_id)
+        # The status can move under us (queued → processing); follow it a few times.
+        for _ in range(5):
+            if job.status not in CANCELABLE:
+                raise Conflict(
+                    f"job {job.id} is {job.status} and cannot be canceled",
+                    code="job_not_cancelable",
+                )
+            canceled = await self.store.transition(
+                Transition(
+                    job_id=job.id,
+                    expected=frozenset({job.status}),
+                    target=JobStatus.CANCELED,
+                    at=self.clock(),
+                )
+            )
+            if canceled is not None:
+                return canceled
+            job = await self.get(user_id, job_id)
+        raise Conflict(f"job {job.id} changed while canceling; try again", code="job_busy")
+
+
+def _request_hash(request: CreateJobRequest) -> str:
+    return hashlib.sha256(msgspec.json.encode(request)).hexdigest()

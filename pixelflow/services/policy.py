@@ -1,0 +1,26 @@
+"""The slices of configuration each service needs (built from Settings by the runtime)."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+
+class JobPolicy(Struct, kw_only=True, frozen=True):
+    max_steps: int = 32
+    max_source_bytes: int = 50 * 1024 * 1024
+    presign_expiry: int = 900
+    webhook_allow_private: bool = False
+    list_limit_max: int = 100
+
+
+class WorkerPolicy(Struct, kw_only=True, frozen=True):
+    max_pixels: int = 100_000_000
+    max_source_bytes: int = 50 * 1024 * 1024
+    max_attempts: int = 5
+    job_timeout: float = 180.0
+    max_active_jobs: int = 1
+    retry_backoff: float = 2.0
+    retry_max_backoff: float = 300.0
+    lease_seconds: float = 30.0
+    # A queued job this old that the queue does not know about is re-enqueued.
+    requeue_grace: float = 30.0

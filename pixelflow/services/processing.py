@@ -1,0 +1,292 @@
+"""One processing attempt of one job: claim → fetch → transform → emit → finish.
+
+Every state change is a compare-and-set fenced by the attempt number, so a worker whose lease
+was taken over (or whose job was canceled) can never overwrite the newer truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import timedelta
+from typing import Literal
+
+from msgspec import Struct
+
+from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered
+from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
+from pixelflow.adapters.store.protocol import Store
+from pixelflow.core.clock import Clock, utc_now
+from pixelflow.core.errors import PixelflowError, ProcessingTimeout, SourceTooLarge
+from pixelflow.core.formats import output_key
+from pixelflow.core.models import Job, JobError, JobTask, Output, Transition, Usage
+from pixelflow.core.states import JobStatus
+from pixelflow.services.policy import WorkerPolicy
+from pixelflow.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["succeeded", "failed", "retry", "skipped", "abandoned"]
+
+
+class Attempt(Struct, kw_only=True):
+    job_id: str
+    outcome: Outcome
+    retry_in: float = 0.0
+    error: JobError | None = None
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns the job (its lease was taken over)."""
+
+
+def backoff(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: somewhere in [base/2, base·2^(n-1)], capped."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return random.uniform(min(base / 2, ceiling), ceiling)
+
+
+class Processor:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        storage: ObjectStorage,
+        sources: SourceFiles | None,
+        imaging: Imaging,
+        policy: WorkerPolicy,
+        metrics: Metrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.sources = sources
+        self.imaging = imaging
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self._slots = asyncio.Semaphore(policy.max_active_jobs)
+
+    async def process(self, task: JobTask) -> Attempt:
+        job = await self._claim(task.job_id)
+        if job is None:
+            return Attempt(job_id=task.job_id, outcome="skipped")
+        if job.queued_at is not None and job.started_at is not None:
+            self.metrics.queue_wait.observe(
+                max(0.0, (job.started_at - job.queued_at).total_seconds())
+            )
+
+        started = time.monotonic()
+        self.metrics.worker_active_jobs.inc()
+        try:
+            attempt = await self._run_with_lease(job)
+        finally:
+            self.metrics.worker_active_jobs.dec()
+        elapsed = time.monotonic() - started
+        status = attempt.outcome
+        self.metrics.worker_jobs.labels(job.source_type, status).inc()
+        self.metrics.worker_job_duration.labels(job.source_type, status).observe(elapsed)
+        return attempt
+
+    async def _claim(self, job_id: str) -> Job | None:
+        now = self.clock()
+        return await self.store.transition(
+            Transition(
+                job_id=job_id,
+                expected=frozenset({JobStatus.QUEUED}),
+                target=JobStatus.PROCESSING,
+                at=now,
+                begin_attempt=True,
+                lease_expires_at=now + timedelta(seconds=self.policy.lease_seconds),
+            )
+        )
+
+    async def _run_with_lease(self, job: Job) -> Attempt:
+        work = asyncio.create_task(self._run(job))
+        heartbeat = asyncio.create_task(self._heartbeat(job, work))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if heartbeat.done() and isinstance(heartbeat.exception(), LeaseLost):
+                log.warning("job %s: lease lost, attempt %d abandoned", job.id, job.attempts)
+                return Attempt(job_id=job.id, outcome="abandoned")
+            # Shutting down: hand the job back instead of leaving it to the lease's expiry.
+            await asyncio.shield(self._release(job))
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+                await heartbeat
+
+    async def _release(self, job: Job) -> None:
+        with contextlib.suppress(PixelflowError):
+            await self.store.transition(
+                Transition(
+                    job_id=job.id,
+                    expected=frozenset({JobStatus.PROCESSING}),
+                    target=JobStatus.QUEUED,
+                    at=self.clock(),
+                    attempt=job.attempts,
+                    error=JobError(code="worker_stopped", message="the worker shut down"),
+                )
+            )
+        log.info("job %s: handed back to the queue at shutdown", job.id)
+
+    async def _heartbeat(self, job: Job, work: asyncio.Task[Attempt]) -> None:
+        interval = self.policy.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            until = self.clock() + timedelta(seconds=self.policy.lease_seconds)
+            try:
+                owned = await self.store.renew_lease(job.id, attempt=job.attempts, until=until)
+            except PixelflowError:
+                continue  # the database blinked; the lease is still ours until it expires
+            if not owned:
+                work.cancel()
+                raise LeaseLost(job.id)
+
+    async def _run(self, job: Job) -> Attempt:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.policy.job_timeout):
+                async with self._slots:
+                    source = await self._fetch(job)
+                    rendered = await self.imaging.render(
+                        source,
+                        job.pipeline,
+                        ImageLimits(
+                            max_pixels=self.policy.max_pixels,
+                            max_bytes=self.policy.max_source_bytes,
+                        ),
+                    )
+                outputs = await self._emit(job, rendered)
+        except TimeoutError:
+            error = ProcessingTimeout(f"the attempt took longer than {self.policy.job_timeout:g} s")
+            return await self._failed(job, error)
+        except PixelflowError as exc:
+            return await self._failed(job, exc)
+        except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail
+            log.exception("job %s: unexpected error", job.id)
+            internal = PixelflowError(f"internal error: {type(exc).__name__}")
+            internal.transient = True
+            return await self._failed(job, internal)
+        compute_ms = int((time.monotonic() - started) * 1000)
+        return await self._succeed(job, len(source), outputs, compute_ms)
+
+    async def _fetch(self, job: Job) -> bytes:
+        if job.source_type == "local_file":
+            if self.sources is None:
+                raise PixelflowError(
+                    "local_file sources are disabled on this worker", code="local_file_disabled"
+                )
+            data = await self.sources.read(job.object_key)
+        else:
+            data = await self.storage.get(job.object_key)
+        if len(data) > self.policy.max_source_bytes:
+            raise SourceTooLarge(
+                f"the source is {len(data)} bytes; at most {self.policy.max_source_bytes} allowed"
+            )
+        return data
+
+    async def _emit(self, job: Job, rendered: list[Rendered]) -> list[Output]:
+        outputs = []
+        for result in rendered:
+            key = output_key(job.id, result.step_id, result.format)
+            await self.storage.put(key, result.data, content_type=result.content_type)
+            outputs.append(
+                Output(
+                    step_id=result.step_id,
+                    action=result.action,
+                    format=result.format,
+                    object_key=key,
+                    bytes=len(result.data),
+                    width=result.width,
+                    height=result.height,
+                    content_type=result.content_type,
+                )
+            )
+        return outputs
+
+    async def _succeed(
+        self, job: Job, source_bytes: int, outputs: list[Output], compute_ms: int
+    ) -> Attempt:
+        usage = Usage(
+            pixels_processed=sum(o.width * o.height for o in outputs),
+            bytes_in=source_bytes,
+            bytes_out=sum(o.bytes for o in outputs),
+            bytes_saved=sum(max(0, source_bytes - o.bytes) for o in outputs),
+            compute_time_ms=compute_ms,
+        )
+        done = await self.store.transition(
+            Transition(
+                job_id=job.id,
+                expected=frozenset({JobStatus.PROCESSING}),
+                target=JobStatus.SUCCEEDED,
+                at=self.clock(),
+                attempt=job.attempts,
+                outputs=outputs,
+                usage=usage,
+                error=None,
+            )
+        )
+        if done is None:
+            # Canceled meanwhile, or the lease was taken over: this attempt's work is void.
+            await self._discard(job, outputs)
+            return Attempt(job_id=job.id, outcome="abandoned")
+        self.metrics.pipeline_outputs.inc(len(outputs))
+        self.metrics.pixels_processed.inc(usage.pixels_processed)
+        self.metrics.bytes_saved.inc(usage.bytes_saved)
+        self.metrics.compute_time_ms.inc(usage.compute_time_ms)
+        return Attempt(job_id=job.id, outcome="succeeded")
+
+    async def _discard(self, job: Job, outputs: list[Output]) -> None:
+        current = await self.store.get_job(job.id)
+        if current is not None and current.status is JobStatus.SUCCEEDED:
+            return  # another attempt finished the job with the same deterministic keys
+        for output in outputs:
+            with contextlib.suppress(PixelflowError):
+                await self.storage.delete(output.object_key)
+
+    async def _failed(self, job: Job, exc: PixelflowError) -> Attempt:
+        error = JobError(code=exc.code, message=exc.message)
+        retry = exc.transient and job.attempts < self.policy.max_attempts
+        if retry:
+            delay = backoff(
+                job.attempts, base=self.policy.retry_backoff, cap=self.policy.retry_max_backoff
+            )
+            now = self.clock()
+            change = Transition(
+                job_id=job.id,
+                expected=frozenset({JobStatus.PROCESSING}),
+                target=JobStatus.QUEUED,
+                at=now,
+                attempt=job.attempts,
+                run_after=now + timedelta(seconds=delay),
+                error=error,
+            )
+        else:
+            delay = 0.0
+            change = Transition(
+                job_id=job.id,
+                expected=frozenset({JobStatus.PROCESSING}),
+                target=JobStatus.FAILED,
+                at=self.clock(),
+                attempt=job.attempts,
+                error=error,
+            )
+        log.info(
+            "job %s attempt %d: %s (%s)%s",
+            job.id,
+            job.attempts,
+            error.code,
+            error.message,
+            f"; retrying in {delay:.1f} s" if retry else "",
+        )
+        if await self.store.transition(change) is None:
+            return Attempt(job_id=job.id, outcome="abandoned", error=error)
+        return Attempt(
+            job_id=job.id, outcome="retry" if retry else "failed", retry_in=delay, error=error
+        )

@@ -1,0 +1,69 @@
+"""The embedded worker: consumes the in-process queue inside the ``serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from pixelflow.adapters.queue.local import LocalQueue
+from pixelflow.core.models import JobTask
+from pixelflow.services.processing import Processor
+from pixelflow.services.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+class LocalWorker:
+    def __init__(
+        self,
+        *,
+        queue: LocalQueue,
+        processor: Processor,
+        reconciler: Reconciler,
+        concurrency: int,
+        reconcile_interval: float,
+    ) -> None:
+        self.queue = queue
+        self.processor = processor
+        self.reconciler = reconciler
+        self.concurrency = concurrency
+        self.reconcile_interval = reconcile_interval
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Pick up what a previous (possibly killed) process left, then start consuming."""
+        recovered = await self.reconciler.recover_all_processing()
+        queued = await self.reconciler.enqueue_all_queued()
+        if recovered.recovered or recovered.failed or queued:
+            log.info(
+                "resuming: %d interrupted job(s) requeued, %d failed, %d queued job(s) enqueued",
+                recovered.recovered,
+                recovered.failed,
+                queued,
+            )
+        self._tasks = [
+            asyncio.create_task(self.queue.run(self._handle, concurrency=self.concurrency)),
+            asyncio.create_task(self._reconcile_forever()),
+        ]
+
+    async def _handle(self, task: JobTask) -> None:
+        attempt = await self.processor.process(task)
+        if attempt.outcome == "retry":
+            await self.queue.enqueue(task, delay=attempt.retry_in)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_interval)
+            try:
+                await self.reconciler.run_once()
+            except Exception:
+                log.exception("reconciler pass failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []

@@ -1,0 +1,166 @@
+"""``pixelflow serve`` as a real process: the newcomer's path, and crash recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.jobs import decode, loader_format
+from tests.support.processes import PixelflowProcess, free_port, pixelflow_command
+
+PIPELINE = [
+    {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
+    {"id": "marked", "action": "watermark", "watermark": {"text": "PixelFlow"}},
+    {"id": "square", "action": "crop", "width": 400, "height": 400, "gravity": "smart",
+     "format": "webp"},
+    {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
+]
+
+
+class Serve:
+    def __init__(self, tmp_path: Path, source_root: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = tmp_path / "data"
+        self.env = {
+            "PIXELFLOW_LOCAL_SOURCE_ROOT": str(source_root),
+            "PIXELFLOW_API_METRICS_ADDR": "",
+            **env,
+        }
+        self.log = tmp_path / "serve.log"
+        self.process: PixelflowProcess | None = None
+
+    def start(self) -> Serve:
+        args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.process = PixelflowProcess(args, env=self.env, log_path=self.log).start()
+        self.process.wait_http(f"{self.url}/healthz")
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture
+def serve(tmp_path: Path, fixtures_dir: Path) -> Iterator[Serve]:
+    server = Serve(tmp_path, fixtures_dir)
+    yield server
+    server.stop()
+
+
+def wait_all(client: httpx.Client, job_ids: list[str], timeout: float = 180) -> list[dict]:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [client.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
+        if all(job["status"] in {"succeeded", "failed", "canceled"} for job in jobs):
+            return jobs
+        assert time.monotonic() < deadline, [job["status"] for job in jobs]
+        time.sleep(0.25)
+
+
+def check_outputs(client: httpx.Client, job: dict) -> None:  # type: ignore[type-arg]
+    assert job["status"] == "succeeded", job
+    expected = {"large": (800, 600, "jpeg"), "marked": (4000, 3000, "jpeg"),
+                "square": (400, 400, "webp"), "small": (320, 240, "heif")}
+    assert {o["step_id"] for o in job["outputs"]} == set(expected)
+    for step_id, (width, height, loader) in expected.items():
+        response = client.get(f"/v1/jobs/{job['id']}/outputs/{step_id}")
+        assert response.status_code == 200
+        image = decode(response.content)
+        assert (image.width, image.height, loader_format(image)) == (width, height, loader)
+
+
+def test_serve_processes_local_and_uploaded_jobs(serve: Serve, fixtures_dir: Path) -> None:
+    serve.start()
+    with httpx.Client(base_url=serve.url, timeout=30) as client:
+        local = client.post("/v1/jobs", json={
+            "source_type": "local_file", "object_key": "photo-12mp.jpg", "pipeline": PIPELINE})
+        assert local.status_code == 202
+        uploaded = client.post("/v1/jobs", json={"source_type": "s3_presigned",
+                                                 "pipeline": PIPELINE}).json()
+        # A plain HTTP PUT, as curl would send it, to the URL the API handed out.
+        put = httpx.put(uploaded["upload"]["presigned_put_url"],
+                        content=(fixtures_dir / "photo-12mp.jpg").read_bytes())
+        assert put.status_code == 200
+        ids = [local.json()["job_id"], uploaded["job_id"]]
+        for job_id in ids:
+            assert client.post(f"/v1/jobs/{job_id}/start").status_code == 202
+        for job in wait_all(client, ids):
+            check_outputs(client, job)
+
+
+def test_jobs_survive_a_crash(tmp_path: Path, fixtures_dir: Path) -> None:
+    env = {"WORKER_CONCURRENCY": "1", "WORKER_MAX_ACTIVE_JOBS": "1"}
+    server = Serve(tmp_path, fixtures_dir, **env).start()
+    slow = [{"id": f"s{i}", "action": "blur", "sigma": 8, "format": "png"} for i in range(3)]
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ids = []
+            for _ in range(3):
+                created = client.post("/v1/jobs", json={
+                    "source_type": "local_file", "object_key": "photo-1080p.jpg",
+                    "pipeline": slow}).json()
+                assert client.post(created["start_url"]).status_code == 202
+                ids.append(created["job_id"])
+            deadline = time.monotonic() + 60
+            while client.get(f"/v1/jobs/{ids[0]}").json()["status"] != "processing":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            statuses = [client.get(f"/v1/jobs/{i}").json()["status"] for i in ids]
+        assert "processing" in statuses and "queued" in statuses, statuses
+        server.kill()
+
+        server.start()  # same data directory
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            jobs = wait_all(client, ids)
+        assert [job["status"] for job in jobs] == ["succeeded"] * 3
+        for job, before in zip(jobs, statuses, strict=True):
+            # The interrupted attempt counts; the queued ones ran once.
+            assert job["attempts"] == (2 if before == "processing" else 1)
+        for job in jobs:
+            assert len(job["outputs"]) == 3
+    finally:
+        server.stop()
+
+
+def test_submit_command(serve: Serve, fixtures_dir: Path, tmp_path: Path) -> None:
+    serve.start()
+    out = tmp_path / "out"
+    result = subprocess.run(
+        pixelflow_command("submit", str(fixtures_dir / "rocket.jpg"), "--resize", "300",
+                          "--watermark", "hello", "--format", "webp", "--url", serve.url,
+                          "--out", str(out)),
+        capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    saved = sorted(out.iterdir())
+    assert [p.name for p in saved] == ["rocket-output.webp"]
+    image = decode(saved[0].read_bytes())
+    assert (image.width, loader_format(image)) == (300, "webp")
+
+    failed = subprocess.run(
+        pixelflow_command("submit", str(fixtures_dir / "bad-truncated.jpg"), "--url", serve.url,
+                          "--out", str(out)),
+        capture_output=True, timeout=120,
+    )
+    assert failed.returncode == 1
+    assert b"invalid_image" in failed.stderr
+
+
+def test_invalid_config_names_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        pixelflow_command("serve", "--data-dir", str(tmp_path)),
+        env={"PATH": "/usr/bin:/bin", "WORKER_MAX_ATTEMPTS": "many"},
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"WORKER_MAX_ATTEMPTS" in result.stderr

@@ -1,0 +1,43 @@
+"""Helpers shared by API and end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pyvips
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def job_body(*steps: dict[str, Any], source: str = "s3_presigned", key: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"source_type": source, "pipeline": list(steps)}
+    if key:
+        body["object_key"] = key
+    return body
+
+
+async def wait_for(
+    client: httpx.AsyncClient, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout}s"
+        await asyncio.sleep(0.1)
+
+
+def decode(data: bytes) -> pyvips.Image:
+    return pyvips.Image.new_from_buffer(data, "")
+
+
+def loader_format(image: pyvips.Image) -> str:
+    """'jpeg', 'png', 'webp', 'heif', ... from the loader libvips picked."""
+    loader = str(image.get("vips-loader"))
+    return loader.removesuffix("load_buffer").removesuffix("load_source").removesuffix("load")
