@@ -1,0 +1,116 @@
+"""The Queue contract, run against every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pixelflow.core.models import JobTask
+from tests.contract.queue.conftest import Deliveries, QueueUnderTest, eventually
+
+
+async def test_enqueue_is_once_per_job_id(subject: QueueUnderTest) -> None:
+    queue, job_id = subject.queue, subject.new_job_id()
+
+    assert await queue.enqueue(JobTask(job_id=job_id)) is True
+    assert await queue.enqueue(JobTask(job_id=job_id)) is False
+    assert await queue.enqueue(JobTask(job_id=job_id), delay=5) is False
+    assert await queue.is_pending(job_id) is True
+    assert await queue.is_pending(subject.new_job_id()) is False
+
+
+async def test_concurrent_enqueues_of_one_job_enqueue_it_once(subject: QueueUnderTest) -> None:
+    job_id = subject.new_job_id()
+
+    results = await asyncio.gather(
+        *(subject.queue.enqueue(JobTask(job_id=job_id)) for _ in range(10))
+    )
+
+    assert results.count(True) == 1
+    assert results.count(False) == 9
+
+
+async def test_task_is_delivered_decoded_and_then_no_longer_pending(
+    subject: QueueUnderTest,
+) -> None:
+    queue, job_id = subject.queue, subject.new_job_id()
+    task = JobTask(
+        job_id=job_id, traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    )
+    deliveries = Deliveries()
+
+    async with subject.consume(deliveries):
+        assert await queue.enqueue(task) is True
+        assert await deliveries.wait_for(1) == [task]
+        await eventually(lambda: _not_pending(subject, job_id))
+
+        # Finished, so the same job may be enqueued (and delivered) again.
+        assert await queue.enqueue(task) is True
+        assert await deliveries.wait_for(2) == [task, task]
+
+
+async def test_delayed_task_is_pending_and_not_delivered_before_its_delay(
+    subject: QueueUnderTest,
+) -> None:
+    queue, job_id = subject.queue, subject.new_job_id()
+    deliveries = Deliveries()
+
+    async with subject.consume(deliveries):
+        assert await queue.enqueue(JobTask(job_id=job_id), delay=0.8) is True
+        await asyncio.sleep(0.3)
+
+        assert deliveries.tasks == []
+        assert await queue.is_pending(job_id) is True
+        assert await queue.enqueue(JobTask(job_id=job_id)) is False
+        assert await deliveries.wait_for(1) == [JobTask(job_id=job_id)]
+
+
+async def test_a_failing_handler_does_not_stop_the_consumer(subject: QueueUnderTest) -> None:
+    queue = subject.queue
+    failing, healthy = subject.new_job_id(), subject.new_job_id()
+
+    async def fail_first(task: JobTask, seen: int) -> None:
+        if task.job_id == failing:
+            raise RuntimeError("handler bug")
+
+    deliveries = Deliveries(effect=fail_first)
+    async with subject.consume(deliveries):
+        assert await queue.enqueue(JobTask(job_id=failing)) is True
+        await deliveries.wait_for(1)
+        await eventually(lambda: _not_pending(subject, failing))
+
+        assert await queue.enqueue(JobTask(job_id=healthy)) is True
+        await deliveries.wait_for(2)
+        # The failed job is not stuck: it can be enqueued again.
+        assert await queue.enqueue(JobTask(job_id=failing)) is True
+        await deliveries.wait_for(3)
+
+    assert [task.job_id for task in deliveries.tasks] == [failing, healthy, failing]
+
+
+async def test_a_handler_can_schedule_its_own_job_again(subject: QueueUnderTest) -> None:
+    """A retry with backoff: the running handler re-enqueues its own job id."""
+    queue, job_id = subject.queue, subject.new_job_id()
+    answers: list[bool] = []
+
+    async def retry_once(task: JobTask, seen: int) -> None:
+        if seen == 1:
+            assert await queue.is_pending(task.job_id) is True
+            answers.append(await queue.enqueue(task, delay=0.2))
+            answers.append(await queue.enqueue(task))  # a duplicate of the retry
+
+    deliveries = Deliveries(effect=retry_once)
+    async with subject.consume(deliveries):
+        assert await queue.enqueue(JobTask(job_id=job_id)) is True
+        await deliveries.wait_for(2)
+        await eventually(lambda: _not_pending(subject, job_id))
+
+    assert answers == [True, False]
+    assert deliveries.of(job_id) == [JobTask(job_id=job_id)] * 2
+
+
+async def test_ping_succeeds_on_a_working_queue(subject: QueueUnderTest) -> None:
+    await subject.queue.ping()
+
+
+async def _not_pending(subject: QueueUnderTest, job_id: str) -> bool:
+    return not await subject.queue.is_pending(job_id)
