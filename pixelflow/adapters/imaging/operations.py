@@ -1,0 +1,86 @@
+"""One pipeline step applied to an in-memory image. Every operation is lazy: pixels are
+computed when the result is encoded or kept for a chained step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pixelflow.adapters.imaging.geometry import crop_box, place
+from pixelflow.adapters.imaging.watermark import watermark
+from pixelflow.core.models import (
+    BlurStep,
+    ConvertStep,
+    CropStep,
+    FlipStep,
+    ResizeStep,
+    RotateStep,
+    SharpenStep,
+    Step,
+    WatermarkStep,
+)
+
+# libvips' largest coordinate: an unconstrained side of a resize box.
+UNBOUNDED = 10_000_000
+
+
+def apply(step: Step, image: Any) -> Any:
+    match step:
+        case ResizeStep():
+            return resize(image, step)
+        case WatermarkStep():
+            return watermark(image, step.watermark)
+        case CropStep():
+            return crop(image, step)
+        case RotateStep():
+            return image.rot(f"d{step.angle}")
+        case FlipStep():
+            return image.flip(step.direction)
+        case BlurStep():
+            return blur(image, step.sigma)
+        case SharpenStep():
+            return image.sharpen(sigma=step.sigma)
+        case ConvertStep():
+            return image
+    raise AssertionError(f"unhandled step {step!r}")
+
+
+def resize(image: Any, step: ResizeStep) -> Any:
+    """``thumbnail`` on the shared decode: shrink-on-load already happened there (see
+    ``pixelflow.core.pipeline.decode_shrink``), and it resamples with alpha premultiplied."""
+    width, height = step.width or UNBOUNDED, step.height or UNBOUNDED
+    size = "both" if step.upscale else "down"
+    if step.fit == "inside":
+        return image.thumbnail_image(width, height=height, size=size, no_rotate=True)
+    if step.fit == "cover":
+        return image.thumbnail_image(width, height=height, size=size, crop="centre", no_rotate=True)
+    if step.fit == "fill":
+        if not step.upscale:
+            width, height = min(width, image.width), min(height, image.height)
+        return image.thumbnail_image(width, height=height, size="force", no_rotate=True)
+    # contain: fit inside, then pad to exactly the box — transparent when the image has an
+    # alpha channel, white otherwise (a JPEG's flattening would make it white anyway).
+    inner = image.thumbnail_image(width, height=height, size=size, no_rotate=True)
+    left, top = place("center", (width, height), (inner.width, inner.height))
+    background = [255, 255, 255, 0] if inner.hasalpha() else [255, 255, 255]
+    return inner.embed(left, top, width, height, extend="background", background=background)
+
+
+def crop(image: Any, step: CropStep) -> Any:
+    if step.gravity == "smart":
+        width, height = min(step.width, image.width), min(step.height, image.height)
+        return image.smartcrop(width, height, interesting="attention")
+    box = crop_box(
+        (image.width, image.height),
+        (step.width, step.height),
+        gravity=step.gravity,
+        x=step.x,
+        y=step.y,
+    )
+    return image.crop(*box)
+
+
+def blur(image: Any, sigma: float) -> Any:
+    if not image.hasalpha():
+        return image.gaussblur(sigma)
+    # Premultiplied, so the colour of fully transparent pixels does not bleed into the edges.
+    return image.premultiply().gaussblur(sigma).unpremultiply().cast(image.format)
