@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pixelflow.config import ConfigError, Role, Settings, load_settings
+from pixelflow.core.errors import PixelflowError
 from pixelflow.telemetry.logging import configure_logging
 
 
@@ -19,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pixelflow: configuration error: {exc}", file=sys.stderr)
         return 2
+    except PixelflowError as exc:
+        print(f"pixelflow: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return result

@@ -18,6 +18,7 @@ from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.config import Settings, load_or_create_secret
+from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.services.jobs import JobService
 from pixelflow.services.policy import JobPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
@@ -86,6 +87,22 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             jobs=jobs,
             worker_policy=worker_policy(settings),
         )
+
+
+async def migrate_database(settings: Settings) -> list[str]:
+    """Bring the configured database's schema up to date; the migrations applied."""
+    if settings.database_url.startswith("sqlite"):
+        from pixelflow.adapters.store.sqlite import SqliteStore
+
+        store = await SqliteStore.open(_file_path(settings.database_url))
+        await store.close()  # the SQLite store creates its schema when it opens
+        return []
+    from pixelflow.adapters.store.migrations import migrate_dsn
+
+    try:
+        return await migrate_dsn(settings.database_url)
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,150 @@
+"""The Store behaviour both SQL databases share; a subclass only supplies connections."""
+
+from __future__ import annotations
+
+import abc
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from pixelflow.adapters.store import statements as sql
+from pixelflow.adapters.store.codec import (
+    Row,
+    decode_cursor,
+    encode_cursor,
+    job_from_row,
+    usage_from_row,
+)
+from pixelflow.core.errors import Conflict
+from pixelflow.core.models import Job, JobPage, Transition, Usage
+from pixelflow.core.states import JobStatus
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A create whose key is released or taken by a concurrent request starts over; more than a
+# couple of rounds means the key is being hammered, and the client should retry later.
+_IDEMPOTENCY_ROUNDS = 3
+
+
+class Connection(Protocol):
+    """What the shared logic needs from a connection: rows keyed by column name, with
+    timezone-aware datetimes and JSON as text."""
+
+    async def fetch(self, statement: sql.Statement) -> list[Row]: ...
+
+    async def fetchrow(self, statement: sql.Statement) -> Row | None: ...
+
+    async def execute(self, statement: sql.Statement) -> None: ...
+
+
+class SqlStore(abc.ABC):
+    """Implements the ``Store`` Protocol on top of ``_connection`` and ``_transaction``."""
+
+    @abc.abstractmethod
+    def _connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for a single statement, committed on its own."""
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection inside a write transaction, committed when the block ends cleanly."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchrow(sql.PING)
+
+    async def create_job(self, job: Job) -> Job:
+        if job.idempotency_key is None:
+            async with self._connection() as conn:
+                await conn.fetchrow(sql.insert_job(job))
+            return job
+        for _ in range(_IDEMPOTENCY_ROUNDS):
+            async with self._transaction() as conn:
+                stored = await self._create_idempotent(conn, job, job.idempotency_key)
+            if stored is not None:
+                return stored
+        raise Conflict("a concurrent request is using this Idempotency-Key; retry shortly")
+
+    async def _create_idempotent(self, conn: Connection, job: Job, key: str) -> Job | None:
+        """The new or the earlier job; None when a concurrent request got in the way."""
+        if await conn.fetchrow(sql.insert_job(job)) is not None:
+            return job
+        row = await conn.fetchrow(sql.select_by_idempotency_key(job.user_id, key))
+        if row is None:
+            return None
+        earlier = job_from_row(row)
+        if earlier.created_at > job.created_at - IDEMPOTENCY_WINDOW:
+            if earlier.request_hash == job.request_hash:
+                return earlier
+            raise Conflict(
+                "this Idempotency-Key was already used with a different request",
+                code="idempotency_key_reused",
+            )
+        # The earlier job's key has expired: take it over for the new job.
+        if await conn.fetchrow(sql.release_idempotency_key(earlier.id, key)) is None:
+            return None
+        if await conn.fetchrow(sql.insert_job(job)) is None:
+            return None
+        return job
+
+    async def get_job(self, job_id: str, *, user_id: str | None = None) -> Job | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.select_job(job_id, user_id=user_id))
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+    ) -> JobPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        after = None if cursor is None else decode_cursor(cursor)
+        # One row more than asked tells whether there is a next page.
+        query = sql.list_jobs(user_id, limit=limit + 1, after=after, status=status)
+        async with self._connection() as conn:
+            rows = await conn.fetch(query)
+        jobs = [job_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
+
+    async def transition(self, change: Transition) -> Job | None:
+        update = sql.transition(change)  # raises ValueError before touching the database
+        async with self._transaction() as conn:
+            matched = await conn.fetchrow(update)
+            if matched is None:
+                return None
+            if change.usage is not None:
+                await conn.execute(
+                    sql.upsert_usage(change.job_id, matched["user_id"], change.usage, change.at)
+                )
+            row = await conn.fetchrow(sql.select_job(change.job_id))
+        if row is None:  # pragma: no cover - the row was just updated in this transaction
+            raise RuntimeError(f"job {change.job_id} vanished inside its own transaction")
+        return job_from_row(row)
+
+    async def renew_lease(self, job_id: str, *, attempt: int, until: datetime) -> bool:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.renew_lease(job_id, attempt=attempt, until=until))
+        return row is not None
+
+    async def jobs_in(
+        self, status: JobStatus, *, updated_before: datetime, limit: int
+    ) -> list[Job]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.jobs_in(status, updated_before=updated_before, limit=limit))
+        return [job_from_row(row) for row in rows]
+
+    async def expired_leases(self, *, now: datetime, limit: int) -> list[Job]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.expired_leases(now=now, limit=limit))
+        return [job_from_row(row) for row in rows]
+
+    async def get_usage(self, job_id: str) -> Usage | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.select_usage(job_id))
+        return None if row is None else usage_from_row(row)

@@ -1,0 +1,106 @@
+"""PostgreSQL store (production): an asyncpg pool, JSONB documents, timestamptz times."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, cast
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+
+from pixelflow.adapters.store.base import SqlStore
+from pixelflow.adapters.store.codec import Row
+from pixelflow.adapters.store.migrations import migrate as apply_migrations
+from pixelflow.adapters.store.statements import Statement
+from pixelflow.core.errors import DatabaseUnavailable
+
+# Failures that mean "the database cannot be used right now", as opposed to bugs: no
+# connection (08xxx, sockets, timeouts), a server shutting down or cancelling statements
+# (57xxx), out of connections or disk (53xxx), and a DSN naming a missing database or role.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+)
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, pool: Any, *, acquire_timeout: float = 10.0) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        migrate: bool = True,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+    ) -> PostgresStore:
+        """Connect a pool to ``dsn`` and, unless told not to, apply pending migrations."""
+        with _unavailable_on_error("cannot connect to PostgreSQL"):
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
+            )
+        try:
+            if migrate:
+                with _unavailable_on_error():
+                    await apply_migrations(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, acquire_timeout=connect_timeout)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_PostgresConnection]:
+        with _unavailable_on_error():
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                yield _PostgresConnection(conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_PostgresConnection]:
+        # READ COMMITTED is what the compare-and-sets need: an UPDATE that waited for a
+        # concurrent one re-checks its WHERE clause against the committed row.
+        with _unavailable_on_error():
+            async with (
+                self._pool.acquire(timeout=self._acquire_timeout) as conn,
+                conn.transaction(),
+            ):
+                yield _PostgresConnection(conn)
+
+
+class _PostgresConnection:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, statement: Statement) -> list[Row]:
+        return cast(list[Row], await self._conn.fetch(statement.sql, *statement.args))
+
+    async def fetchrow(self, statement: Statement) -> Row | None:
+        return cast(Row | None, await self._conn.fetchrow(statement.sql, *statement.args))
+
+    async def execute(self, statement: Statement) -> None:
+        await self._conn.execute(statement.sql, *statement.args)
+
+
+@contextmanager
+def _unavailable_on_error(message: str = "PostgreSQL is unavailable") -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        # The driver's text stays in __cause__ for the logs, never in the message.
+        raise DatabaseUnavailable(message) from exc

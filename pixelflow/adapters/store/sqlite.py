@@ -1,0 +1,191 @@
+"""SQLite store, the embedded default: one file, one connection, one writer at a time.
+
+Times are stored as integer microseconds since the epoch (exact, and ordered like the
+times themselves); JSON columns as text. Queries run on aiosqlite's thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from pixelflow.adapters.store.base import SqlStore
+from pixelflow.adapters.store.codec import TIME_COLUMNS, Row, from_micros, to_micros
+from pixelflow.adapters.store.statements import Statement
+from pixelflow.core.errors import DatabaseUnavailable
+
+_URL_PREFIX = "sqlite:///"
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    user_id          TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (
+                         status IN ('created', 'queued', 'processing', 'succeeded', 'failed',
+                                    'canceled')
+                     ),
+    source_type      TEXT NOT NULL CHECK (source_type IN ('local_file', 's3_presigned')),
+    object_key       TEXT NOT NULL,
+    webhook_url      TEXT,
+    pipeline         TEXT NOT NULL,
+    outputs          TEXT NOT NULL DEFAULT '[]',
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    source_bytes     INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    queued_at        INTEGER,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    lease_expires_at INTEGER,
+    run_after        INTEGER,
+    idempotency_key  TEXT,
+    request_hash     TEXT,
+    traceparent      TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_user_status_created
+    ON jobs (user_id, status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_queued_updated ON jobs (updated_at) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_processing_lease
+    ON jobs (lease_expires_at) WHERE status = 'processing';
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_user_idempotency_key
+    ON jobs (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS usage_logs (
+    job_id           TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    user_id          TEXT NOT NULL,
+    pixels_processed INTEGER NOT NULL,
+    bytes_in         INTEGER NOT NULL,
+    bytes_out        INTEGER NOT NULL,
+    bytes_saved      INTEGER NOT NULL,
+    compute_time_ms  INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_logs_user_created ON usage_logs (user_id, created_at);
+"""
+
+
+def sqlite_path(location: str | Path) -> Path:
+    """The file named by a ``sqlite:///path`` URL (``sqlite:////abs/path`` when absolute),
+    or by a plain path."""
+    if isinstance(location, Path):
+        return location
+    if location.startswith(_URL_PREFIX):
+        location = location.removeprefix(_URL_PREFIX)
+    elif "://" in location:
+        raise ValueError(f"not a sqlite:/// URL: {location!r}")
+    if not location:
+        raise ValueError("the SQLite URL names no file")
+    return Path(location)
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._statements = _SqliteConnection(conn)
+        # One connection serves every task: without this lock, a statement from one task
+        # could run inside another task's open transaction.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, location: str | Path, *, busy_timeout: float = 5.0) -> SqliteStore:
+        """Open (creating if needed) the database file and its schema."""
+        path = sqlite_path(location)
+        try:
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise DatabaseUnavailable(f"cannot open the SQLite database {path}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            with _unavailable_on_error():
+                # Other processes (a CLI next to `serve`) wait for the write lock this long.
+                await conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+                # WAL: readers never block the writer. NORMAL sync is durable across crashes
+                # of the process in WAL mode, and skips an fsync per commit.
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute("PRAGMA synchronous = NORMAL")
+                await conn.execute("PRAGMA foreign_keys = ON")
+                await conn.executescript(_SCHEMA)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_SqliteConnection]:
+        async with self._lock:
+            with _unavailable_on_error():
+                yield self._statements
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_SqliteConnection]:
+        async with self._lock:
+            with _unavailable_on_error():
+                # IMMEDIATE takes the write lock up front, so a compare-and-set never has to
+                # upgrade a read lock halfway through (which fails with SQLITE_BUSY).
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._statements
+                except BaseException:
+                    # SQLite may already have rolled back by itself (e.g. on a full disk).
+                    with suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
+
+
+class _SqliteConnection:
+    """Runs the shared statements: ``$n`` → ``?n``, datetimes ↔ integer microseconds."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, statement: Statement) -> list[Row]:
+        args = [to_micros(a) if isinstance(a, datetime) else a for a in statement.args]
+        rows = await self._conn.execute_fetchall(_to_qmark(statement.sql), args)
+        return [_decode_row(row) for row in rows]
+
+    async def fetchrow(self, statement: Statement) -> Row | None:
+        rows = await self.fetch(statement)
+        return rows[0] if rows else None
+
+    async def execute(self, statement: Statement) -> None:
+        await self.fetch(statement)
+
+
+@functools.lru_cache(maxsize=128)
+def _to_qmark(sql: str) -> str:
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        key: from_micros(row[key]) if key in TIME_COLUMNS and row[key] is not None else row[key]
+        for key in row.keys()  # noqa: SIM118 - sqlite3.Row is not iterable by key
+    }
+
+
+@contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    # OperationalError covers "database is locked" (past busy_timeout), "disk I/O error",
+    # "unable to open database file"; the message never carries the driver's text.
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise DatabaseUnavailable("the SQLite database is unavailable") from exc

@@ -1,0 +1,199 @@
+"""The SQL both stores run, written once with PostgreSQL-style ``$n`` placeholders.
+
+The statements keep to what PostgreSQL and SQLite (3.35+) share: ``RETURNING``, ``ON CONFLICT``
+upserts and row-value comparisons. SQLite runs them with ``$n`` rewritten to ``?n``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from pixelflow.adapters.store.codec import (
+    JOB_COLUMNS,
+    USAGE_COLUMNS,
+    job_values,
+    to_json,
+    usage_values,
+)
+from pixelflow.core.models import Job, Transition, Usage
+from pixelflow.core.states import TERMINAL, JobStatus, can_transition
+
+
+class Statement(NamedTuple):
+    sql: str
+    args: tuple[object, ...] = ()
+
+
+class _Args:
+    """Collects arguments, handing out the placeholder for each one."""
+
+    def __init__(self) -> None:
+        self._values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        self._values.append(value)
+        return f"${len(self._values)}"
+
+    def statement(self, sql: str) -> Statement:
+        return Statement(sql, tuple(self._values))
+
+
+_SELECT_JOB = (
+    "SELECT "
+    + ", ".join(f"j.{column}" for column in JOB_COLUMNS)
+    + ", "
+    + ", ".join(f"u.{column} AS usage_{column}" for column in USAGE_COLUMNS)
+    + " FROM jobs AS j LEFT JOIN usage_logs AS u ON u.job_id = j.id"
+)
+_IDEMPOTENCY_CONFLICT = (
+    " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+
+PING = Statement("SELECT 1")
+
+
+def insert_job(job: Job) -> Statement:
+    """Insert ``job``; with an idempotency key, a clash inserts nothing and returns no row."""
+    arg = _Args()
+    values = job_values(job)
+    placeholders = ", ".join(arg(value) for value in values.values())
+    sql = f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders})"
+    if job.idempotency_key is not None:
+        sql += _IDEMPOTENCY_CONFLICT
+    return arg.statement(sql + " RETURNING id")
+
+
+def select_job(job_id: str, *, user_id: str | None = None) -> Statement:
+    arg = _Args()
+    sql = f"{_SELECT_JOB} WHERE j.id = {arg(job_id)}"
+    if user_id is not None:
+        sql += f" AND j.user_id = {arg(user_id)}"
+    return arg.statement(sql)
+
+
+def select_by_idempotency_key(user_id: str, key: str) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"{_SELECT_JOB} WHERE j.user_id = {arg(user_id)} AND j.idempotency_key = {arg(key)}"
+    )
+
+
+def release_idempotency_key(job_id: str, key: str) -> Statement:
+    """Free an expired key for a new job (the unique index allows one holder per user)."""
+    arg = _Args()
+    return arg.statement(
+        f"UPDATE jobs SET idempotency_key = NULL"
+        f" WHERE id = {arg(job_id)} AND idempotency_key = {arg(key)} RETURNING id"
+    )
+
+
+def list_jobs(
+    user_id: str,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    status: JobStatus | None,
+) -> Statement:
+    """Newest first, keyset-paginated on (created_at, id) so equal times neither repeat nor
+    go missing across pages."""
+    arg = _Args()
+    sql = f"{_SELECT_JOB} WHERE j.user_id = {arg(user_id)}"
+    if status is not None:
+        sql += f" AND j.status = {arg(JobStatus(status).value)}"
+    if after is not None:
+        created_at, job_id = after
+        sql += f" AND (j.created_at, j.id) < ({arg(created_at)}, {arg(job_id)})"
+    return arg.statement(f"{sql} ORDER BY j.created_at DESC, j.id DESC LIMIT {arg(limit)}")
+
+
+def check_transition(change: Transition) -> None:
+    if not change.expected:
+        raise ValueError("a transition needs at least one expected status")
+    refused = sorted(s.value for s in change.expected if not can_transition(s, change.target))
+    if refused:
+        raise ValueError(f"cannot transition from {', '.join(refused)} to {change.target.value}")
+
+
+def transition(change: Transition) -> Statement:
+    """A compare-and-set on status (and attempt): returns the row only if it matched."""
+    check_transition(change)
+    arg = _Args()
+    target = change.target
+    at = arg(change.at)
+    sets = [f"status = {arg(target.value)}", f"updated_at = {at}"]
+    if target is JobStatus.QUEUED:
+        sets.append(f"queued_at = {at}")
+    if target is JobStatus.PROCESSING:
+        sets += [f"started_at = {at}", f"lease_expires_at = {arg(change.lease_expires_at)}"]
+    else:
+        # A lease belongs to a processing attempt; leaving processing ends it.
+        sets.append("lease_expires_at = NULL")
+    if target in TERMINAL:
+        sets.append(f"finished_at = {at}")
+    # Backoff only means something while queued; any other move clears it.
+    sets.append(f"run_after = {arg(change.run_after)}")
+    if change.begin_attempt:
+        sets.append("attempts = attempts + 1")
+    if change.source_bytes is not None:
+        sets.append(f"source_bytes = {arg(change.source_bytes)}")
+    if change.outputs is not None:
+        sets.append(f"outputs = {arg(to_json(change.outputs))}")
+    if change.error is not None:
+        sets.append(f"error = {arg(to_json(change.error))}")
+    elif target is JobStatus.SUCCEEDED:
+        # A retried job that finally succeeds no longer shows its last transient error.
+        sets.append("error = NULL")
+
+    expected = ", ".join(arg(s.value) for s in sorted(change.expected))
+    sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = {arg(change.job_id)}"
+    sql += f" AND status IN ({expected})"
+    if change.attempt is not None:
+        sql += f" AND attempts = {arg(change.attempt)}"
+    return arg.statement(sql + " RETURNING id, user_id")
+
+
+def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:
+    arg = _Args()
+    values = {"job_id": job_id, "user_id": user_id, **usage_values(usage), "created_at": at}
+    placeholders = ", ".join(arg(value) for value in values.values())
+    updates = ", ".join(f"{column} = excluded.{column}" for column in values if column != "job_id")
+    return arg.statement(
+        f"INSERT INTO usage_logs ({', '.join(values)}) VALUES ({placeholders})"
+        f" ON CONFLICT (job_id) DO UPDATE SET {updates}"
+    )
+
+
+def select_usage(job_id: str) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_logs WHERE job_id = {arg(job_id)}"
+    )
+
+
+def renew_lease(job_id: str, *, attempt: int, until: datetime) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"UPDATE jobs SET lease_expires_at = {arg(until)}"
+        f" WHERE id = {arg(job_id)} AND status = 'processing' AND attempts = {arg(attempt)}"
+        " RETURNING id"
+    )
+
+
+def jobs_in(status: JobStatus, *, updated_before: datetime, limit: int) -> Statement:
+    arg = _Args()
+    # The status is inlined (it is one of the enum's fixed words) so that PostgreSQL's
+    # generic plans can still use the partial index on queued jobs.
+    return arg.statement(
+        f"{_SELECT_JOB} WHERE j.status = '{JobStatus(status).value}'"
+        f" AND j.updated_at < {arg(updated_before)}"
+        f" ORDER BY j.updated_at, j.id LIMIT {arg(limit)}"
+    )
+
+
+def expired_leases(*, now: datetime, limit: int) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"{_SELECT_JOB} WHERE j.status = 'processing' AND j.lease_expires_at < {arg(now)}"
+        f" ORDER BY j.lease_expires_at, j.id LIMIT {arg(limit)}"
+    )

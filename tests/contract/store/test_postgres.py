@@ -1,0 +1,70 @@
+"""What only the PostgreSQL store has: migrations, and connection failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from pixelflow.adapters.store.migrations import available, migrate
+from pixelflow.adapters.store.postgres import PostgresStore
+from pixelflow.core.errors import DatabaseUnavailable
+from tests.contract.store.helpers import make_job
+from tests.support.postgres import temporary_database
+
+VERSIONS = [m.version for m in available()]
+
+
+def test_the_package_ships_its_migrations() -> None:
+    assert VERSIONS[0] == "0001_jobs"
+    assert sorted(VERSIONS) == VERSIONS
+
+
+async def test_migrations_apply_once() -> None:
+    async with temporary_database() as dsn:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            assert await migrate(conn) == VERSIONS
+            assert await migrate(conn) == []
+            recorded = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            assert [r["version"] for r in recorded] == VERSIONS
+        finally:
+            await conn.close()
+
+
+async def test_concurrent_migrations_apply_once() -> None:
+    async with temporary_database() as dsn:
+        first, second = [await asyncpg.connect(dsn, timeout=10) for _ in range(2)]
+        try:
+            results = await asyncio.gather(migrate(first), migrate(second))
+            assert sorted(results) == [[], VERSIONS]
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_open_migrates_a_fresh_database() -> None:
+    async with temporary_database() as dsn:
+        store = await PostgresStore.open(dsn, max_size=2)
+        try:
+            job = await store.create_job(make_job())
+            assert await store.get_job(job.id) == job
+        finally:
+            await store.close()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://postgres@127.0.0.1:1/pixelflow",  # nothing listens on port 1
+        "postgresql://postgres@127.0.0.1:5432/pixelflow_no_such_database",
+    ],
+    ids=["unreachable", "missing-database"],
+)
+async def test_an_unusable_dsn_is_database_unavailable(dsn: str) -> None:
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await PostgresStore.open(dsn, connect_timeout=5)
+
+    assert caught.value.code == "database_unavailable"
+    assert caught.value.message == "cannot connect to PostgreSQL"  # no driver text
