@@ -23,7 +23,7 @@ def _storage(request: Request) -> SelfServedStorage:
     key = request.path_params["key"]
     query = request.query_params
     storage.verify(
-        request.method,
+        "GET" if request.method == "HEAD" else request.method,
         key,
         query.get("expires", ""),
         query.get("signature", ""),

@@ -1,0 +1,200 @@
+"""Object storage on any S3-compatible service (AWS S3, MinIO, SeaweedFS) through aiobotocore.
+
+Clients upload and download directly with SigV4 presigned URLs; the API never proxies the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pixelflow.adapters.storage.protocol import PresignedUrl
+from pixelflow.core.clock import Clock, utc_now
+from pixelflow.core.errors import NotFound, StorageUnavailable
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+# HEAD answers have no body, so a missing object or bucket shows up as a bare "404".
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+
+# A dead or hung endpoint must fail a request within seconds, not hold it for a minute; the
+# caller (worker retry, client retry after a 503) is the better place to try again.
+_CONFIG = AioConfig(
+    signature_version="s3v4",
+    s3={"addressing_style": "path"},  # MinIO and SeaweedFS do not serve bucket subdomains
+    connect_timeout=3,
+    read_timeout=10,
+    retries={"mode": "standard", "total_max_attempts": 2},  # one retry
+    warm_up_loader_caches=True,  # load botocore's JSON models in a thread, not on the loop
+)
+
+
+class S3ObjectStorage:
+    """Use ``await S3ObjectStorage.open(...)``; one instance (one HTTP connection pool) per
+    process, released by ``close()``."""
+
+    def __init__(
+        self, client: S3Client, exit_stack: AsyncExitStack, bucket: str, prefix: str, clock: Clock
+    ) -> None:
+        self._client = client
+        self._exit_stack = exit_stack
+        self._bucket = bucket
+        self._prefix = prefix
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        create_bucket: bool = True,
+        clock: Clock = utc_now,
+    ) -> S3ObjectStorage:
+        """Connect to ``bucket``, creating it when missing if ``create_bucket``.
+
+        Credentials default to botocore's usual chain (``AWS_ACCESS_KEY_ID`` and
+        ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles), ``region`` to ``AWS_DEFAULT_REGION``.
+        """
+        exit_stack = AsyncExitStack()
+        client = await exit_stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=_CONFIG,
+            )
+        )
+        storage = cls(client, exit_stack, bucket, prefix.strip("/"), clock)
+        if create_bucket:
+            try:
+                await storage._create_bucket_if_missing(region)
+            except BaseException:
+                await storage.close()
+                raise
+        return storage
+
+    async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
+        # Stamp the expiry before signing, so it is never later than the one in the URL.
+        expires_at = self._clock() + timedelta(seconds=expires_in)
+        url = await self._presign("put_object", key, expires_in)
+        return PresignedUrl(url=url, expires_at=expires_at)
+
+    async def download_url(self, key: str, *, expires_in: int) -> str | None:
+        return await self._presign("get_object", key, expires_in)
+
+    async def size(self, key: str) -> int | None:
+        try:
+            with _translated_errors():
+                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+        except _Missing:
+            return None
+        return head["ContentLength"]
+
+    async def get(self, key: str) -> bytes:
+        try:
+            with _translated_errors():
+                response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key))
+                async with response["Body"] as body:
+                    return await body.read()
+        except _Missing:
+            raise NotFound(f"object {key!r} does not exist", code="object_not_found") from None
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        with _translated_errors():
+            await self._client.put_object(
+                Bucket=self._bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
+
+    async def delete(self, key: str) -> None:
+        # S3 answers 204 for a missing key too, so "already gone" needs no special case.
+        with _translated_errors():
+            await self._client.delete_object(Bucket=self._bucket, Key=self._key(key))
+
+    async def ping(self) -> None:
+        try:
+            with _translated_errors():
+                await self._client.head_bucket(Bucket=self._bucket)
+        except _Missing:
+            raise StorageUnavailable("the storage bucket does not exist") from None
+
+    async def close(self) -> None:
+        await self._exit_stack.aclose()
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    async def _presign(self, operation: str, key: str, expires_in: int) -> str:
+        # Signing is local computation; only a broken credential chain can fail here.
+        with _translated_errors():
+            return await self._client.generate_presigned_url(
+                operation,
+                Params={"Bucket": self._bucket, "Key": self._key(key)},
+                ExpiresIn=expires_in,
+            )
+
+    async def _create_bucket_if_missing(self, region: str | None) -> None:
+        try:
+            with _translated_errors():
+                await self._client.head_bucket(Bucket=self._bucket)
+            return
+        except _Missing:
+            pass
+        extra: dict[str, Any] = {}
+        # us-east-1 is S3's default location and must not be named explicitly.
+        if region and region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        with _translated_errors():
+            try:
+                await self._client.create_bucket(Bucket=self._bucket, **extra)
+            except ClientError as exc:
+                # Another process (a second worker) may have created it since our HEAD.
+                if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                    raise
+
+
+class _Missing(StorageUnavailable):
+    """HTTP 404 for an object or the bucket. Methods that expect it catch it; anywhere else it
+    means the storage is not usable as configured."""
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Turn the dependency's exceptions into ours, keeping its text out of our messages (it goes
+    to the log and the exception chain, where operators look)."""
+    try:
+        yield
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in _MISSING:
+            raise _Missing("object storage is unavailable") from exc
+        logger.warning("S3 request failed: %s (HTTP %s)", code, _status(exc))
+        raise StorageUnavailable("object storage is unavailable") from exc
+    except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+        logger.warning("S3 endpoint unreachable: %s", type(exc).__name__)
+        raise StorageUnavailable("object storage is unavailable") from exc
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

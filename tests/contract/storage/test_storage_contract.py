@@ -1,0 +1,127 @@
+"""The ObjectStorage contract, run against every implementation (see ``subject`` in conftest)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pixelflow.core.errors import NotFound
+from tests.contract.storage.conftest import StorageUnderTest
+
+SOURCE = "uploads/job-1/source"
+OUTPUT = "outputs/job-1/thumb.webp"
+EVERY_BYTE = bytes(range(256)) * 4
+
+
+async def test_put_then_get_and_size(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+
+    await storage.put(OUTPUT, EVERY_BYTE, content_type="image/webp")
+
+    assert await storage.get(OUTPUT) == EVERY_BYTE
+    assert await storage.size(OUTPUT) == len(EVERY_BYTE)
+
+
+async def test_keys_are_independent(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+
+    await storage.put("outputs/job-1/a.png", b"first", content_type="image/png")
+    await storage.put("outputs/job-1/b.png", b"second!", content_type="image/png")
+
+    assert await storage.get("outputs/job-1/a.png") == b"first"
+    assert await storage.get("outputs/job-1/b.png") == b"second!"
+    assert await storage.size("outputs/job-1") is None  # a "directory" is not an object
+
+
+async def test_put_overwrites(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+    await storage.put(OUTPUT, b"old content, longer", content_type="image/webp")
+
+    await storage.put(OUTPUT, b"new", content_type="image/webp")
+
+    assert await storage.get(OUTPUT) == b"new"
+    assert await storage.size(OUTPUT) == 3
+
+
+async def test_empty_object(subject: StorageUnderTest) -> None:
+    await subject.storage.put(SOURCE, b"", content_type="application/octet-stream")
+
+    assert await subject.storage.size(SOURCE) == 0
+    assert await subject.storage.get(SOURCE) == b""
+
+
+async def test_missing_object(subject: StorageUnderTest) -> None:
+    assert await subject.storage.size(SOURCE) is None
+    with pytest.raises(NotFound) as caught:
+        await subject.storage.get(SOURCE)
+    assert caught.value.code == "object_not_found"
+
+
+async def test_delete_removes_and_tolerates_missing(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+    await storage.put(OUTPUT, b"bytes", content_type="image/webp")
+
+    await storage.delete(OUTPUT)
+    await storage.delete(OUTPUT)  # already gone: not an error
+
+    assert await storage.size(OUTPUT) is None
+    with pytest.raises(NotFound):
+        await storage.get(OUTPUT)
+
+
+async def test_ping(subject: StorageUnderTest) -> None:
+    await subject.storage.ping()
+
+
+async def test_presigned_put_uploads_the_bytes(subject: StorageUnderTest) -> None:
+    before = datetime.now(UTC)
+    presigned = await subject.storage.presign_put(SOURCE, expires_in=900)
+
+    response = await subject.http.put(presigned.url, content=EVERY_BYTE)
+
+    assert response.status_code == 200, response.text
+    assert await subject.storage.size(SOURCE) == len(EVERY_BYTE)
+    assert await subject.storage.get(SOURCE) == EVERY_BYTE
+    # About 900 s from now (loosely: the local clock is pinned when the fixture is built).
+    assert before + timedelta(seconds=840) <= presigned.expires_at
+    assert presigned.expires_at <= datetime.now(UTC) + timedelta(seconds=901)
+
+
+async def test_presigned_put_url_is_bound_to_its_key(subject: StorageUnderTest) -> None:
+    presigned = await subject.storage.presign_put(SOURCE, expires_in=900)
+    other_key = presigned.url.replace("uploads/job-1/source", "uploads/job-2/source")
+    assert other_key != presigned.url
+
+    response = await subject.http.put(other_key, content=b"smuggled")
+
+    assert response.status_code == subject.refused_status
+    assert await subject.storage.size("uploads/job-2/source") is None
+
+
+async def test_presigned_put_with_tampered_signature_is_refused(
+    subject: StorageUnderTest,
+) -> None:
+    presigned = await subject.storage.presign_put(SOURCE, expires_in=900)
+
+    response = await subject.http.put(_flip_last_signature_digit(presigned.url), content=b"x")
+
+    assert response.status_code == subject.refused_status
+    assert await subject.storage.size(SOURCE) is None
+
+
+async def test_expired_presigned_put_is_refused(subject: StorageUnderTest) -> None:
+    presigned = await subject.storage.presign_put(SOURCE, expires_in=1)
+
+    await subject.wait_until_expired(presigned.expires_at)
+    response = await subject.http.put(presigned.url, content=b"late")
+
+    assert response.status_code == subject.refused_status
+    assert await subject.storage.size(SOURCE) is None
+
+
+def _flip_last_signature_digit(url: str) -> str:
+    """The same URL with one hex digit of its signature changed (the signature ends both
+    schemes' query strings: ``signature=`` locally, ``X-Amz-Signature=`` on S3)."""
+    assert url[-1] in "0123456789abcdef", url
+    return url[:-1] + ("0" if url[-1] != "0" else "1")

@@ -1,0 +1,138 @@
+"""Confinement of ``local_file`` sources to their root, on a real filesystem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pixelflow.adapters.storage.local_source import LocalSourceRoot
+from pixelflow.core.errors import InvalidInput, NotFound
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    directory = tmp_path / "outside"
+    directory.mkdir()
+    (directory / "secret.jpg").write_bytes(b"not yours")
+    return directory
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    directory = tmp_path / "root"
+    (directory / "photos" / "2024").mkdir(parents=True)
+    (directory / "photo.jpg").write_bytes(b"jpeg bytes")
+    (directory / "photos" / "2024" / "beach.png").write_bytes(b"png bytes!")
+    return directory
+
+
+@pytest.fixture
+def sources(root: Path) -> LocalSourceRoot:
+    return LocalSourceRoot(root)
+
+
+async def test_a_file_inside_is_resolved_sized_and_read(
+    sources: LocalSourceRoot, root: Path
+) -> None:
+    assert sources.resolve("photos/2024/beach.png") == (root / "photos/2024/beach.png").resolve()
+    assert await sources.size("photos/2024/beach.png") == 10
+    assert await sources.read("photos/2024/beach.png") == b"png bytes!"
+    assert await sources.read("./photo.jpg") == b"jpeg bytes"
+
+
+async def test_missing_files_and_directories(sources: LocalSourceRoot) -> None:
+    assert await sources.size("nope.jpg") is None
+    assert await sources.size("photo.jpg/child") is None  # a file used as a directory
+    assert await sources.size("photos") is None  # a directory is not a source
+    for relative in ("nope.jpg", "photos"):
+        with pytest.raises(NotFound) as caught:
+            await sources.read(relative)
+        assert caught.value.code == "object_not_found"
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        pytest.param("", id="empty"),
+        pytest.param(".", id="the-root-itself"),
+        pytest.param("./", id="the-root-with-slash"),
+        pytest.param("../outside/secret.jpg", id="parent"),
+        pytest.param("photos/../../outside/secret.jpg", id="parent-deeper"),
+        pytest.param("photos/..", id="parent-staying-inside"),
+        pytest.param("photo.jpg\x00.png", id="nul-byte"),
+    ],
+)
+async def test_paths_that_escape_are_refused(
+    sources: LocalSourceRoot, outside: Path, relative: str
+) -> None:
+    await _assert_refused(sources, relative)
+
+
+async def test_absolute_paths_are_refused_even_inside_the_root(
+    sources: LocalSourceRoot, root: Path, outside: Path
+) -> None:
+    await _assert_refused(sources, str(outside / "secret.jpg"))
+    await _assert_refused(sources, str(root / "photo.jpg"))
+
+
+async def test_a_symlinked_file_pointing_outside_is_refused(
+    sources: LocalSourceRoot, root: Path, outside: Path
+) -> None:
+    (root / "innocent.jpg").symlink_to(outside / "secret.jpg")
+
+    await _assert_refused(sources, "innocent.jpg")
+
+
+async def test_a_symlinked_directory_pointing_outside_is_refused(
+    sources: LocalSourceRoot, root: Path, outside: Path
+) -> None:
+    (root / "photos" / "shared").symlink_to(outside, target_is_directory=True)
+
+    await _assert_refused(sources, "photos/shared/secret.jpg")
+
+
+async def test_a_dangling_symlink_pointing_outside_is_refused(
+    sources: LocalSourceRoot, root: Path, outside: Path
+) -> None:
+    (root / "later.jpg").symlink_to(outside / "not-yet.jpg")
+
+    await _assert_refused(sources, "later.jpg")
+
+
+async def test_a_symlink_loop_is_refused(sources: LocalSourceRoot, root: Path) -> None:
+    (root / "loop-a").symlink_to(root / "loop-b")
+    (root / "loop-b").symlink_to(root / "loop-a")
+
+    await _assert_refused(sources, "loop-a")
+
+
+async def test_symlinks_that_stay_inside_are_followed(sources: LocalSourceRoot, root: Path) -> None:
+    (root / "latest.png").symlink_to(root / "photos" / "2024" / "beach.png")
+    (root / "this-year").symlink_to(Path("photos") / "2024", target_is_directory=True)
+
+    assert await sources.read("latest.png") == b"png bytes!"
+    assert await sources.size("this-year/beach.png") == 10
+    assert sources.resolve("this-year/beach.png") == (root / "photos/2024/beach.png").resolve()
+
+
+async def test_a_symlinked_root_is_fine(root: Path, tmp_path: Path, outside: Path) -> None:
+    link = tmp_path / "root-link"
+    link.symlink_to(root, target_is_directory=True)
+    sources = LocalSourceRoot(link)
+
+    assert await sources.read("photo.jpg") == b"jpeg bytes"
+    await _assert_refused(sources, "../outside/secret.jpg")
+
+
+async def _assert_refused(sources: LocalSourceRoot, relative: str) -> None:
+    with pytest.raises(InvalidInput) as resolving:
+        sources.resolve(relative)
+    with pytest.raises(InvalidInput):
+        await sources.size(relative)
+    with pytest.raises(InvalidInput):
+        await sources.read(relative)
+    error = resolving.value
+    assert error.code == "invalid_source_path"
+    assert error.message.startswith("object_key ")  # names the field at fault ...
+    assert "/tmp" not in error.message and "pytest" not in error.message  # ... not where
