@@ -98,6 +98,7 @@ class Reconciler:
             report.failed += 1
             self.metrics.reconciled.labels("failed").inc()
             return
+        await self.queue.release(job.id)
         await self._enqueue(updated)
         report.recovered += 1
         self.metrics.reconciled.labels("recovered").inc()

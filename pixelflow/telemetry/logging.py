@@ -34,3 +34,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # libvips narrates every operation at INFO; only its warnings are news.
+    logging.getLogger("pyvips").setLevel(max(logging.WARNING, root.level))

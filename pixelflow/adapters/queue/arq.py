@@ -167,6 +167,12 @@ class ArqQueue:
         async with self._redis_call():
             return await self._exists(job_key_prefix, in_progress_key_prefix, job_id=job_id)
 
+    async def release(self, job_id: str) -> None:
+        # arq keeps a job in its queue until the job finishes; only the in-progress key (which
+        # would expire after the function's timeout) stops another worker from picking it up.
+        async with self._redis_call():
+            await self._redis.delete(in_progress_key_prefix + job_id)
+
     async def ping(self) -> None:
         async with self._redis_call():
             await self._redis.ping()

@@ -53,6 +53,10 @@ class LocalQueue:
     async def is_pending(self, job_id: str) -> bool:
         return job_id in self._waiting or job_id in self._running
 
+    async def release(self, job_id: str) -> None:
+        """Nothing to drop: consumers live in this process, and a dead process takes its
+        claims with it."""
+
     async def ping(self) -> None:
         if self._closed:
             raise QueueUnavailable("the queue is closed")

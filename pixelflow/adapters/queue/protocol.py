@@ -19,6 +19,12 @@ class Queue(Protocol):
         """Whether a task for this job is waiting or running (the reconciler's question)."""
         ...
 
+    async def release(self, job_id: str) -> None:
+        """Drop any claim a (dead) consumer still holds on this job's task, so the queue
+        delivers it again now instead of after its own timeout. Called by the reconciler once
+        the store says the attempt's lease expired."""
+        ...
+
     async def ping(self) -> None:
         """Raise ``QueueUnavailable`` if the queue cannot be used."""
         ...
