@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
+from tests.api.conftest import ClientFactory
 from tests.support.jobs import job_body, wait_for
 
 
@@ -20,39 +23,85 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str,
 @pytest.mark.parametrize(
     ("body", "code", "message"),
     [
-        ({"source_type": "s3_presigned", "pipeline": [{"id": "a", "action": "convert"}],
-          "colour": 1}, "unknown_field", "colour is not a known field"),
-        (job_body({"id": "a", "action": "resize", "width": 10, "sharpness": 2}),
-         "unknown_field", "pipeline[0].sharpness"),
-        (job_body({"id": "a", "action": "watermark", "watermark": {"text": "x", "font": "y"}}),
-         "unknown_field", "pipeline[0].watermark.font"),
-        (job_body({"id": "a", "action": "convert"}, {"id": "b", "action": "resize", "width": 0}),
-         "invalid_field", "pipeline[1].width must be 1..16384"),
-        (job_body({"id": "a", "action": "resize", "width": "wide"}), "invalid_field",
-         "pipeline[0].width"),
-        (job_body({"id": "a", "action": "resize", "width": 10, "quality": 101}), "invalid_field",
-         "pipeline[0].quality must be 1..100"),
-        (job_body({"id": "a", "action": "rotate", "angle": 45}), "invalid_field",
-         "pipeline[0].angle"),
-        (job_body({"id": "a", "action": "blur", "sigma": 0}), "invalid_field",
-         "pipeline[0].sigma must be 0.3..100"),
-        (job_body({"id": "a", "action": "convert", "format": "bmp"}), "unsupported_format",
-         "pipeline[0].format"),
+        (
+            {
+                "source_type": "s3_presigned",
+                "pipeline": [{"id": "a", "action": "convert"}],
+                "colour": 1,
+            },
+            "unknown_field",
+            "colour is not a known field",
+        ),
+        (
+            job_body({"id": "a", "action": "resize", "width": 10, "sharpness": 2}),
+            "unknown_field",
+            "pipeline[0].sharpness",
+        ),
+        (
+            job_body({"id": "a", "action": "watermark", "watermark": {"text": "x", "font": "y"}}),
+            "unknown_field",
+            "pipeline[0].watermark.font",
+        ),
+        (
+            job_body({"id": "a", "action": "convert"}, {"id": "b", "action": "resize", "width": 0}),
+            "invalid_field",
+            "pipeline[1].width must be 1..16384",
+        ),
+        (
+            job_body({"id": "a", "action": "resize", "width": "wide"}),
+            "invalid_field",
+            "pipeline[0].width",
+        ),
+        (
+            job_body({"id": "a", "action": "resize", "width": 10, "quality": 101}),
+            "invalid_field",
+            "pipeline[0].quality must be 1..100",
+        ),
+        (
+            job_body({"id": "a", "action": "rotate", "angle": 45}),
+            "invalid_field",
+            "pipeline[0].angle",
+        ),
+        (
+            job_body({"id": "a", "action": "blur", "sigma": 0}),
+            "invalid_field",
+            "pipeline[0].sigma must be 0.3..100",
+        ),
+        (
+            job_body({"id": "a", "action": "convert", "format": "bmp"}),
+            "unsupported_format",
+            "pipeline[0].format",
+        ),
         (job_body({"id": "a", "action": "explode"}), "unknown_action", "pipeline[0].action"),
         (job_body({"id": "a", "action": "resize"}), "invalid_field", "width and/or height"),
-        (job_body({"id": "a", "action": "convert"}, {"id": "a", "action": "convert"}),
-         "duplicate_step_id", "pipeline[1].id"),
-        (job_body({"id": "a", "action": "convert", "input": "b"}), "invalid_input_step",
-         "pipeline[0].input"),
-        (job_body({"id": "a", "action": "convert", "emit": False}), "invalid_pipeline",
-         "pipeline[0].emit"),
+        (
+            job_body({"id": "a", "action": "convert"}, {"id": "a", "action": "convert"}),
+            "duplicate_step_id",
+            "pipeline[1].id",
+        ),
+        (
+            job_body({"id": "a", "action": "convert", "input": "b"}),
+            "invalid_input_step",
+            "pipeline[0].input",
+        ),
+        (
+            job_body({"id": "a", "action": "convert", "emit": False}),
+            "invalid_pipeline",
+            "pipeline[0].emit",
+        ),
         (job_body({"id": "../x", "action": "convert"}), "invalid_field", "pipeline[0].id"),
-        ({"source_type": "ftp", "pipeline": [{"id": "a", "action": "convert"}]},
-         "invalid_field", "source_type"),
+        (
+            {"source_type": "ftp", "pipeline": [{"id": "a", "action": "convert"}]},
+            "invalid_field",
+            "source_type",
+        ),
         ({"source_type": "s3_presigned", "pipeline": []}, "invalid_field", "pipeline"),
         ({"source_type": "s3_presigned"}, "missing_field", "pipeline is required"),
-        (job_body({"id": "a", "action": "convert"}, source="local_file"), "missing_field",
-         "object_key"),
+        (
+            job_body({"id": "a", "action": "convert"}, source="local_file"),
+            "missing_field",
+            "object_key",
+        ),
     ],
 )
 async def test_create_validation(
@@ -64,7 +113,7 @@ async def test_create_validation(
     assert (await client.get("/v1/jobs")).json()["jobs"] == []
 
 
-async def test_too_many_steps(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_too_many_steps(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_MAX_STEPS="2")
     steps = [{"id": f"s{i}", "action": "convert"} for i in range(3)]
     _assert_error(await client.post("/v1/jobs", json=job_body(*steps)), 400, "too_many_steps")
@@ -72,8 +121,14 @@ async def test_too_many_steps(make_client) -> None:  # type: ignore[no-untyped-d
 
 @pytest.mark.parametrize(
     "key",
-    ["/etc/passwd", "../secret.jpg", "sub/../../secret.jpg", "escape.jpg",
-     "escape-dir/secret.jpg", ""],
+    [
+        "/etc/passwd",
+        "../secret.jpg",
+        "sub/../../secret.jpg",
+        "escape.jpg",
+        "escape-dir/secret.jpg",
+        "",
+    ],
 )
 async def test_local_paths_are_confined_to_the_root(client: httpx.AsyncClient, key: str) -> None:
     body = job_body({"id": "a", "action": "convert"}, source="local_file", key=key)
@@ -92,19 +147,26 @@ async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None
     headers = {"content-type": "application/json"}
     _assert_error(await client.post("/v1/jobs", content=b"{", headers=headers), 400, "invalid_json")
     _assert_error(
-        await client.post("/v1/jobs", content=b"source_type=x",
-                          headers={"content-type": "application/x-www-form-urlencoded"}),
-        415, "unsupported_media_type",
+        await client.post(
+            "/v1/jobs",
+            content=b"source_type=x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "unsupported_media_type",
     )
     big = b'{"source_type": "s3_presigned", "pad": "' + b"x" * (1 << 20) + b'"}'
-    _assert_error(await client.post("/v1/jobs", content=big, headers=headers), 413, "body_too_large")
+    _assert_error(
+        await client.post("/v1/jobs", content=big, headers=headers), 413, "body_too_large"
+    )
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b" " * 65536
 
-    _assert_error(await client.post("/v1/jobs", content=chunks(), headers=headers), 413,
-                  "body_too_large")
+    _assert_error(
+        await client.post("/v1/jobs", content=chunks(), headers=headers), 413, "body_too_large"
+    )
 
 
 async def test_unknown_routes_and_methods_are_json(client: httpx.AsyncClient) -> None:
@@ -130,7 +192,7 @@ async def test_webhook_url_policy(client: httpx.AsyncClient, url: str, code: str
     _assert_error(await client.post("/v1/jobs", json=body), 400, code)
 
 
-async def test_webhook_url_private_allowed_when_configured(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_webhook_url_private_allowed_when_configured(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_WEBHOOK_ALLOW_PRIVATE="true")
     body = {**job_body({"id": "a", "action": "convert"}), "webhook_url": "http://127.0.0.1/h"}
     created = await client.post("/v1/jobs", json=body)
@@ -160,14 +222,15 @@ async def test_bad_images_fail_their_job_and_the_service_keeps_serving(
     assert job["attempts"] == 1  # permanent: not retried
     assert job["outputs"] == []
 
-    good = job_body({"id": "a", "action": "resize", "width": 100}, source="local_file",
-                    key="rocket.jpg")
+    good = job_body(
+        {"id": "a", "action": "resize", "width": 100}, source="local_file", key="rocket.jpg"
+    )
     created = (await client.post("/v1/jobs", json=good)).json()
     await client.post(created["start_url"])
     assert (await wait_for(client, created["job_id"]))["status"] == "succeeded"
 
 
-async def test_source_bigger_than_limit_is_refused_at_start(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_source_bigger_than_limit_is_refused_at_start(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_MAX_SOURCE_BYTES="10000")
     body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
     created = (await client.post("/v1/jobs", json=body)).json()

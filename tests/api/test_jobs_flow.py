@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from tests.api.conftest import ClientFactory
 from tests.support.jobs import decode, job_body, loader_format, wait_for
 
 DONE_WHEN_PIPELINE = [
     {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
     {"id": "marked", "action": "watermark", "watermark": {"text": "PixelFlow"}},
-    {"id": "square", "action": "crop", "width": 400, "height": 400, "gravity": "smart",
-     "format": "webp"},
+    {
+        "id": "square",
+        "action": "crop",
+        "width": 400,
+        "height": 400,
+        "gravity": "smart",
+        "format": "webp",
+    },
     {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
 ]
 
 
-async def _check_done_when_outputs(client: httpx.AsyncClient, job: dict[str, object]) -> None:
+async def _check_done_when_outputs(client: httpx.AsyncClient, job: dict[str, Any]) -> None:
     assert job["status"] == "succeeded", job
-    outputs = {o["step_id"]: o for o in job["outputs"]}  # type: ignore[attr-defined]
+    outputs = {o["step_id"]: o for o in job["outputs"]}
     assert set(outputs) == {"large", "marked", "square", "small"}
     expected = {
         "large": ((800, 600), "jpeg", "image/jpeg"),
@@ -75,7 +83,9 @@ async def test_local_file_job_end_to_end(client: httpx.AsyncClient) -> None:
     assert job["created_at"] <= job["queued_at"] <= job["started_at"] <= job["finished_at"]
 
 
-async def test_presigned_upload_job_end_to_end(client: httpx.AsyncClient, fixtures_dir: Path) -> None:
+async def test_presigned_upload_job_end_to_end(
+    client: httpx.AsyncClient, fixtures_dir: Path
+) -> None:
     created = (await client.post("/v1/jobs", json=job_body(*DONE_WHEN_PIPELINE))).json()
     upload = created["upload"]
     assert upload["object_key"] == f"uploads/{created['job_id']}/source"
@@ -90,7 +100,9 @@ async def test_presigned_upload_job_end_to_end(client: httpx.AsyncClient, fixtur
 
 
 async def test_start_before_upload_is_source_missing(client: httpx.AsyncClient) -> None:
-    created = (await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))).json()
+    created = (
+        await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    ).json()
     response = await client.post(created["start_url"])
     assert response.status_code == 409
     assert response.json()["code"] == "source_missing"
@@ -101,13 +113,18 @@ async def test_start_before_upload_is_source_missing(client: httpx.AsyncClient) 
 async def test_tampered_and_unsigned_upload_urls_are_refused(
     client: httpx.AsyncClient, fixtures_dir: Path
 ) -> None:
-    created = (await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))).json()
+    created = (
+        await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    ).json()
     url = httpx.URL(created["upload"]["presigned_put_url"])
     data = (fixtures_dir / "rocket.jpg").read_bytes()
 
     other_key = url.copy_with(path=url.path.replace(created["job_id"], "someone-else"))
-    for bad in (other_key, url.copy_remove_param("signature"),
-                url.copy_set_param("expires", "9999999999")):
+    for bad in (
+        other_key,
+        url.copy_remove_param("signature"),
+        url.copy_set_param("expires", "9999999999"),
+    ):
         response = await client.put(bad, content=data)
         assert response.status_code == 401, bad
         assert response.json()["code"] == "invalid_signature"
@@ -118,8 +135,9 @@ async def test_start_is_idempotent_and_enqueues_once(client: httpx.AsyncClient) 
     created = (
         await client.post(
             "/v1/jobs",
-            json=job_body({"id": "a", "action": "resize", "width": 64},
-                          source="local_file", key="rocket.jpg"),
+            json=job_body(
+                {"id": "a", "action": "resize", "width": 64}, source="local_file", key="rocket.jpg"
+            ),
         )
     ).json()
     responses = await asyncio.gather(*(client.post(created["start_url"]) for _ in range(5)))
@@ -134,7 +152,9 @@ async def test_start_is_idempotent_and_enqueues_once(client: httpx.AsyncClient) 
 
 
 async def test_cancel(client: httpx.AsyncClient) -> None:
-    created = (await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))).json()
+    created = (
+        await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    ).json()
     canceled = await client.post(f"/v1/jobs/{created['job_id']}/cancel")
     assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
     assert canceled.json()["finished_at"]
@@ -144,7 +164,7 @@ async def test_cancel(client: httpx.AsyncClient) -> None:
     assert start.status_code == 409 and start.json()["code"] == "job_not_startable"
 
 
-async def test_list_paginates_newest_first_and_filters(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_list_paginates_newest_first_and_filters(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_AUTH="header")
     me = {"X-User-ID": "alice"}
     ids = []
@@ -153,8 +173,9 @@ async def test_list_paginates_newest_first_and_filters(make_client) -> None:  # 
             "/v1/jobs", json=job_body({"id": "a", "action": "convert"}), headers=me
         )
         ids.append(response.json()["job_id"])
-    await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}),
-                      headers={"X-User-ID": "bob"})
+    await client.post(
+        "/v1/jobs", json=job_body({"id": "a", "action": "convert"}), headers={"X-User-ID": "bob"}
+    )
     await client.post(f"/v1/jobs/{ids[1]}/cancel", headers=me)
 
     seen: list[str] = []
@@ -181,7 +202,7 @@ async def test_list_paginates_newest_first_and_filters(make_client) -> None:  # 
         assert response.json()["code"] in {"invalid_parameter", "unknown_parameter"}
 
 
-async def test_original_header_auth_flow(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_original_header_auth_flow(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_AUTH="header")
     headers = {"X-User-ID": "user-42"}
     body = {
@@ -189,8 +210,11 @@ async def test_original_header_auth_flow(make_client) -> None:  # type: ignore[n
         "object_key": "chelsea.png",
         "pipeline": [
             {"id": "thumb", "action": "resize", "width": 200, "format": "jpeg", "quality": 80},
-            {"id": "marked", "action": "watermark",
-             "watermark": {"text": "(c) me", "opacity": 0.5, "gravity": "southeast"}},
+            {
+                "id": "marked",
+                "action": "watermark",
+                "watermark": {"text": "(c) me", "opacity": 0.5, "gravity": "southeast"},
+            },
         ],
     }
     created = await client.post("/v1/jobs", json=body, headers=headers)
@@ -198,18 +222,20 @@ async def test_original_header_auth_flow(make_client) -> None:  # type: ignore[n
     job_id = created.json()["job_id"]
     started = await client.post(f"/v1/jobs/{job_id}/start", headers=headers)
     assert set(started.json()) >= {"job_id", "status", "queue", "task_id", "state", "enqueued_at"}
-    job = (await wait_for_user(client, job_id, headers))
+    job = await wait_for_user(client, job_id, headers)
     assert job["status"] == "succeeded" and job["user_id"] == "user-42"
 
     anonymous = await client.get(f"/v1/jobs/{job_id}")
     assert anonymous.status_code == 404
 
 
-async def wait_for_user(client: httpx.AsyncClient, job_id: str, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+async def wait_for_user(
+    client: httpx.AsyncClient, job_id: str, headers: dict[str, str]
+) -> dict[str, Any]:
     for _ in range(600):
         job = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
         if job["status"] in {"succeeded", "failed", "canceled"}:
-            return job  # type: ignore[no-any-return]
+            return job
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish")
 
@@ -229,7 +255,7 @@ async def test_idempotency_key(client: httpx.AsyncClient) -> None:
     assert fresh.json()["job_id"] != first.json()["job_id"]
 
 
-async def test_rate_limit(make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_rate_limit(make_client: ClientFactory) -> None:
     client = await make_client(PIXELFLOW_RATE_LIMIT_CAPACITY="3", PIXELFLOW_RATE_LIMIT_WINDOW="60")
     body = job_body({"id": "a", "action": "convert"})
     remaining = []

@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,14 @@ from tests.support.processes import PixelflowProcess, free_port, pixelflow_comma
 PIPELINE = [
     {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
     {"id": "marked", "action": "watermark", "watermark": {"text": "PixelFlow"}},
-    {"id": "square", "action": "crop", "width": 400, "height": 400, "gravity": "smart",
-     "format": "webp"},
+    {
+        "id": "square",
+        "action": "crop",
+        "width": 400,
+        "height": 400,
+        "gravity": "smart",
+        "format": "webp",
+    },
     {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
 ]
 
@@ -57,7 +64,9 @@ def serve(tmp_path: Path, fixtures_dir: Path) -> Iterator[Serve]:
     server.stop()
 
 
-def wait_all(client: httpx.Client, job_ids: list[str], timeout: float = 180) -> list[dict]:  # type: ignore[type-arg]
+def wait_all(
+    client: httpx.Client, job_ids: list[str], timeout: float = 180
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         jobs = [client.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
@@ -67,10 +76,14 @@ def wait_all(client: httpx.Client, job_ids: list[str], timeout: float = 180) -> 
         time.sleep(0.25)
 
 
-def check_outputs(client: httpx.Client, job: dict) -> None:  # type: ignore[type-arg]
+def check_outputs(client: httpx.Client, job: dict[str, Any]) -> None:
     assert job["status"] == "succeeded", job
-    expected = {"large": (800, 600, "jpeg"), "marked": (4000, 3000, "jpeg"),
-                "square": (400, 400, "webp"), "small": (320, 240, "heif")}
+    expected = {
+        "large": (800, 600, "jpeg"),
+        "marked": (4000, 3000, "jpeg"),
+        "square": (400, 400, "webp"),
+        "small": (320, 240, "heif"),
+    }
     assert {o["step_id"] for o in job["outputs"]} == set(expected)
     for step_id, (width, height, loader) in expected.items():
         response = client.get(f"/v1/jobs/{job['id']}/outputs/{step_id}")
@@ -82,14 +95,23 @@ def check_outputs(client: httpx.Client, job: dict) -> None:  # type: ignore[type
 def test_serve_processes_local_and_uploaded_jobs(serve: Serve, fixtures_dir: Path) -> None:
     serve.start()
     with httpx.Client(base_url=serve.url, timeout=30) as client:
-        local = client.post("/v1/jobs", json={
-            "source_type": "local_file", "object_key": "photo-12mp.jpg", "pipeline": PIPELINE})
+        local = client.post(
+            "/v1/jobs",
+            json={
+                "source_type": "local_file",
+                "object_key": "photo-12mp.jpg",
+                "pipeline": PIPELINE,
+            },
+        )
         assert local.status_code == 202
-        uploaded = client.post("/v1/jobs", json={"source_type": "s3_presigned",
-                                                 "pipeline": PIPELINE}).json()
+        uploaded = client.post(
+            "/v1/jobs", json={"source_type": "s3_presigned", "pipeline": PIPELINE}
+        ).json()
         # A plain HTTP PUT, as curl would send it, to the URL the API handed out.
-        put = httpx.put(uploaded["upload"]["presigned_put_url"],
-                        content=(fixtures_dir / "photo-12mp.jpg").read_bytes())
+        put = httpx.put(
+            uploaded["upload"]["presigned_put_url"],
+            content=(fixtures_dir / "photo-12mp.jpg").read_bytes(),
+        )
         assert put.status_code == 200
         ids = [local.json()["job_id"], uploaded["job_id"]]
         for job_id in ids:
@@ -106,9 +128,14 @@ def test_jobs_survive_a_crash(tmp_path: Path, fixtures_dir: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             ids = []
             for _ in range(3):
-                created = client.post("/v1/jobs", json={
-                    "source_type": "local_file", "object_key": "photo-1080p.jpg",
-                    "pipeline": slow}).json()
+                created = client.post(
+                    "/v1/jobs",
+                    json={
+                        "source_type": "local_file",
+                        "object_key": "photo-1080p.jpg",
+                        "pipeline": slow,
+                    },
+                ).json()
                 assert client.post(created["start_url"]).status_code == 202
                 ids.append(created["job_id"])
             deadline = time.monotonic() + 60
@@ -136,10 +163,22 @@ def test_submit_command(serve: Serve, fixtures_dir: Path, tmp_path: Path) -> Non
     serve.start()
     out = tmp_path / "out"
     result = subprocess.run(
-        pixelflow_command("submit", str(fixtures_dir / "rocket.jpg"), "--resize", "300",
-                          "--watermark", "hello", "--format", "webp", "--url", serve.url,
-                          "--out", str(out)),
-        capture_output=True, timeout=120,
+        pixelflow_command(
+            "submit",
+            str(fixtures_dir / "rocket.jpg"),
+            "--resize",
+            "300",
+            "--watermark",
+            "hello",
+            "--format",
+            "webp",
+            "--url",
+            serve.url,
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr.decode()
     saved = sorted(out.iterdir())
@@ -148,9 +187,11 @@ def test_submit_command(serve: Serve, fixtures_dir: Path, tmp_path: Path) -> Non
     assert (image.width, loader_format(image)) == (300, "webp")
 
     failed = subprocess.run(
-        pixelflow_command("submit", str(fixtures_dir / "bad-truncated.jpg"), "--url", serve.url,
-                          "--out", str(out)),
-        capture_output=True, timeout=120,
+        pixelflow_command(
+            "submit", str(fixtures_dir / "bad-truncated.jpg"), "--url", serve.url, "--out", str(out)
+        ),
+        capture_output=True,
+        timeout=120,
     )
     assert failed.returncode == 1
     assert b"invalid_image" in failed.stderr
@@ -160,7 +201,8 @@ def test_invalid_config_names_the_variable(tmp_path: Path) -> None:
     result = subprocess.run(
         pixelflow_command("serve", "--data-dir", str(tmp_path)),
         env={"PATH": "/usr/bin:/bin", "WORKER_MAX_ATTEMPTS": "many"},
-        capture_output=True, timeout=60,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert b"WORKER_MAX_ATTEMPTS" in result.stderr

@@ -20,16 +20,16 @@ def job_body(*steps: dict[str, Any], source: str = "s3_presigned", key: str = ""
 
 
 async def wait_for(
-    client: httpx.AsyncClient, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 90
+    client: httpx.AsyncClient, job_id: str, statuses: set[str] = TERMINAL, within: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         response = await client.get(f"/v1/jobs/{job_id}")
         assert response.status_code == 200, response.text
         job: dict[str, Any] = response.json()
         if job["status"] in statuses:
             return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout}s"
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {within}s"
         await asyncio.sleep(0.1)
 
 
