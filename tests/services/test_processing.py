@@ -1,0 +1,187 @@
+"""One processing attempt: retries, permanent failures, cancel and lease takeover mid-attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+
+from pixelflow.core.clock import new_job_id, utc_now
+from pixelflow.core.formats import upload_key
+from pixelflow.core.models import Job, JobTask, Step, Transition
+from pixelflow.core.states import JobStatus
+from pixelflow.services.processing import backoff
+from tests.services.conftest import FlakyStorage, GatedImaging, Services
+
+RESIZE = [{"id": "small", "action": "resize", "width": 64, "format": "png"}]
+
+
+async def queued_job(
+    services: Services, fixtures_dir: Path, *, source: str = "rocket.jpg", uploaded: bool = True
+) -> Job:
+    job_id = new_job_id()
+    now = utc_now()
+    job = Job(
+        id=job_id,
+        user_id="u",
+        status=JobStatus.CREATED,
+        source_type="s3_presigned",
+        object_key=upload_key(job_id),
+        webhook_url=None,
+        pipeline=msgspec.convert(RESIZE, type=list[Step]),
+        created_at=now,
+        updated_at=now,
+    )
+    await services.store.create_job(job)
+    if uploaded:
+        data = (fixtures_dir / source).read_bytes()
+        await services.storage.put(job.object_key, data, content_type="image/jpeg")
+    queued = await services.store.transition(
+        Transition(
+            job_id=job_id, expected=frozenset({JobStatus.CREATED}), target=JobStatus.QUEUED, at=now
+        )
+    )
+    assert queued is not None
+    return queued
+
+
+async def current(services: Services, job_id: str) -> Job:
+    job = await services.store.get_job(job_id)
+    assert job is not None
+    return job
+
+
+async def test_transient_failures_retry_with_backoff_then_succeed(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    flaky = FlakyStorage(services.storage, failures=2)
+    processor = services.processor(storage=flaky)
+
+    for attempt in (1, 2):
+        result = await processor.process(JobTask(job_id=job.id))
+        assert result.outcome == "retry" and result.retry_in > 0
+        assert result.error is not None and result.error.code == "storage_unavailable"
+        stored = await current(services, job.id)
+        assert stored.status is JobStatus.QUEUED and stored.attempts == attempt
+        assert stored.error is not None and stored.error.code == "storage_unavailable"
+        assert stored.run_after is not None and stored.run_after > stored.updated_at
+
+    result = await processor.process(JobTask(job_id=job.id))
+    assert result.outcome == "succeeded"
+    done = await current(services, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 3
+    assert done.error is None
+    assert [(o.width, o.format) for o in done.outputs] == [(64, "png")]
+    usage = await services.store.get_usage(job.id)
+    assert usage is not None and usage.bytes_in == (fixtures_dir / "rocket.jpg").stat().st_size
+
+
+async def test_exhausted_attempts_fail_with_the_last_error(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    processor = services.processor(
+        storage=FlakyStorage(services.storage, failures=99), max_attempts=2
+    )
+    assert (await processor.process(JobTask(job_id=job.id))).outcome == "retry"
+    assert (await processor.process(JobTask(job_id=job.id))).outcome == "failed"
+    failed = await current(services, job.id)
+    assert failed.status is JobStatus.FAILED and failed.attempts == 2
+    assert failed.error is not None and failed.error.code == "storage_unavailable"
+    assert await services.store.get_usage(job.id) is None
+
+
+async def test_permanent_failure_fails_at_once(services: Services, fixtures_dir: Path) -> None:
+    job = await queued_job(services, fixtures_dir, source="bad-truncated.jpg")
+    result = await services.processor().process(JobTask(job_id=job.id))
+    assert result.outcome == "failed"
+    failed = await current(services, job.id)
+    assert failed.status is JobStatus.FAILED and failed.attempts == 1
+    assert failed.error is not None and failed.error.code == "invalid_image"
+
+
+async def test_a_job_not_queued_is_skipped(services: Services, fixtures_dir: Path) -> None:
+    job = await queued_job(services, fixtures_dir)
+    processor = services.processor()
+    assert (await processor.process(JobTask(job_id=job.id))).outcome == "succeeded"
+    # A duplicate delivery of the same task claims nothing and changes nothing.
+    assert (await processor.process(JobTask(job_id=job.id))).outcome == "skipped"
+    assert (await current(services, job.id)).attempts == 1
+
+
+async def test_cancel_mid_attempt_discards_the_outputs(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    gated = GatedImaging(services.imaging)
+    attempt = asyncio.create_task(services.processor(imaging=gated).process(JobTask(job_id=job.id)))
+    await asyncio.wait_for(gated.entered.wait(), 10)
+    canceled = await services.store.transition(
+        Transition(
+            job_id=job.id,
+            expected=frozenset({JobStatus.PROCESSING}),
+            target=JobStatus.CANCELED,
+            at=utc_now(),
+        )
+    )
+    assert canceled is not None
+    gated.gate.set()
+    result = await asyncio.wait_for(attempt, 30)
+    assert result.outcome == "abandoned"
+    final = await current(services, job.id)
+    assert final.status is JobStatus.CANCELED and final.outputs == []
+    assert await services.storage.size(f"outputs/{job.id}/small.png") is None
+
+
+async def test_heartbeat_keeps_the_lease_and_a_takeover_voids_the_attempt(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    gated = GatedImaging(services.imaging)
+    processor = services.processor(imaging=gated, lease_seconds=1.5)
+    attempt = asyncio.create_task(processor.process(JobTask(job_id=job.id)))
+    await asyncio.wait_for(gated.entered.wait(), 10)
+    claimed = await current(services, job.id)
+    await asyncio.sleep(1.2)  # past a third of the lease: the heartbeat has renewed it
+    renewed = await current(services, job.id)
+    assert renewed.lease_expires_at is not None and claimed.lease_expires_at is not None
+    assert renewed.lease_expires_at > claimed.lease_expires_at
+
+    # Another worker's reconciler decides this attempt is lost and requeues the job.
+    taken = await services.store.transition(
+        Transition(
+            job_id=job.id,
+            expected=frozenset({JobStatus.PROCESSING}),
+            target=JobStatus.QUEUED,
+            at=utc_now(),
+            attempt=claimed.attempts,
+        )
+    )
+    assert taken is not None
+    result = await asyncio.wait_for(attempt, 30)  # the heartbeat notices and cancels the work
+    assert result.outcome == "abandoned"
+    after = await current(services, job.id)
+    assert after.status is JobStatus.QUEUED and after.outputs == []
+    gated.gate.set()
+
+
+async def test_timeout_is_transient(services: Services, fixtures_dir: Path) -> None:
+    job = await queued_job(services, fixtures_dir)
+    gated = GatedImaging(services.imaging)  # never opened: the attempt runs out of time
+    result = await services.processor(imaging=gated, job_timeout=0.3).process(
+        JobTask(job_id=job.id)
+    )
+    assert result.outcome == "retry"
+    assert result.error is not None and result.error.code == "timeout"
+    assert (await current(services, job.id)).status is JobStatus.QUEUED
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    for attempt, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (6, 30.0), (20, 30.0)):
+        values = [backoff(attempt, base=2, cap=30) for _ in range(50)]
+        assert all(1.0 <= v <= ceiling for v in values), (attempt, values)
+    assert max(backoff(3, base=2, cap=30) for _ in range(200)) > 4.0
+    assert timedelta(seconds=backoff(1, base=0, cap=0)) == timedelta(0)
