@@ -50,12 +50,18 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlett
                 ),
             )
             if settings.api_metrics_addr is not None:
-                server = MetricsServer(
-                    metrics, settings.api_metrics_addr.host, settings.api_metrics_addr.port
+                server = MetricsServer.start(
+                    metrics, settings.api_metrics_addr, variable="PIXELFLOW_API_METRICS_ADDR"
                 )
                 stack.callback(server.close)
             if embedded_worker:
                 await _start_embedded_worker(ctx, stack)
+                log.info(
+                    "embedded mode: data in %s; local_file sources under %s; docs at %s/docs",
+                    settings.data_dir,
+                    settings.local_source_root,
+                    settings.public_url,
+                )
             yield
 
     app = Starlette(

@@ -10,6 +10,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from pixelflow.config import Address, ConfigError
+
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -88,10 +90,19 @@ class Metrics:
 class MetricsServer:
     """Serves ``/metrics`` on its own port, in a background thread of prometheus_client."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        self._server: WSGIServer
-        self._thread: threading.Thread
-        self._server, self._thread = start_http_server(port, addr=host, registry=metrics.registry)
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    @classmethod
+    def start(cls, metrics: Metrics, address: Address, *, variable: str) -> MetricsServer:
+        try:
+            server, thread = start_http_server(
+                address.port, addr=address.host, registry=metrics.registry
+            )
+        except OSError as exc:
+            raise ConfigError(f"{variable}: cannot listen on {address} ({exc.strerror})") from exc
+        return cls(server, thread)
 
     @property
     def port(self) -> int:

@@ -43,8 +43,10 @@ async def serve_worker(settings: Settings) -> None:
         imaging = await stack.enter_async_context(open_imaging(settings))
         processor = build_processor(ctx, imaging)
         if settings.worker_metrics_addr is not None:
-            addr = settings.worker_metrics_addr
-            stack.callback(MetricsServer(metrics, addr.host, addr.port).close)
+            server = MetricsServer.start(
+                metrics, settings.worker_metrics_addr, variable="WORKER_METRICS_ADDR"
+            )
+            stack.callback(server.close)
 
         async def handle(task: JobTask) -> None:
             attempt = await processor.process(task)

@@ -1,4 +1,4 @@
-"""Image transforms. Only ``vips.py`` imports pyvips."""
+"""Image transforms. Only the modules of this package import pyvips."""
 
 from __future__ import annotations
 
