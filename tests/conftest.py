@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# The session's one SeaweedFS (S3) server, started on first use by any test that needs it.
+from tests.support.seaweed import seaweed
+
+__all__ = ["seaweed"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = Path(os.environ.get("PIXELFLOW_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 

@@ -9,36 +9,23 @@ from typing import Any
 import httpx
 
 from tests.api.conftest import ClientFactory
-from tests.support.jobs import decode, job_body, loader_format, wait_for
-
-DONE_WHEN_PIPELINE = [
-    {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
-    {"id": "marked", "action": "watermark", "watermark": {"text": "PixelFlow"}},
-    {
-        "id": "square",
-        "action": "crop",
-        "width": 400,
-        "height": 400,
-        "gravity": "smart",
-        "format": "webp",
-    },
-    {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
-]
+from tests.support.jobs import (
+    DONE_WHEN_OUTPUTS,
+    DONE_WHEN_PIPELINE,
+    decode,
+    job_body,
+    loader_format,
+    wait_for,
+)
 
 
 async def _check_done_when_outputs(client: httpx.AsyncClient, job: dict[str, Any]) -> None:
     assert job["status"] == "succeeded", job
     outputs = {o["step_id"]: o for o in job["outputs"]}
-    assert set(outputs) == {"large", "marked", "square", "small"}
-    expected = {
-        "large": ((800, 600), "jpeg", "image/jpeg"),
-        "marked": ((4000, 3000), "jpeg", "image/jpeg"),
-        "square": ((400, 400), "webp", "image/webp"),
-        "small": ((320, 240), "heif", "image/avif"),
-    }
-    for step_id, ((width, height), loader, content_type) in expected.items():
+    assert set(outputs) == set(DONE_WHEN_OUTPUTS)
+    for step_id, (width, height, fmt, loader, content_type) in DONE_WHEN_OUTPUTS.items():
         output = outputs[step_id]
-        assert (output["width"], output["height"]) == (width, height)
+        assert (output["width"], output["height"], output["format"]) == (width, height, fmt)
         assert output["content_type"] == content_type
         response = await client.get(f"/v1/jobs/{job['id']}/outputs/{step_id}")
         assert response.status_code == 200

@@ -11,22 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.jobs import decode, loader_format
+from tests.support.jobs import DONE_WHEN_OUTPUTS, DONE_WHEN_PIPELINE, decode, loader_format
 from tests.support.processes import PixelflowProcess, free_port, pixelflow_command
-
-PIPELINE = [
-    {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
-    {"id": "marked", "action": "watermark", "watermark": {"text": "PixelFlow"}},
-    {
-        "id": "square",
-        "action": "crop",
-        "width": 400,
-        "height": 400,
-        "gravity": "smart",
-        "format": "webp",
-    },
-    {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
-]
 
 
 class Serve:
@@ -78,14 +64,8 @@ def wait_all(
 
 def check_outputs(client: httpx.Client, job: dict[str, Any]) -> None:
     assert job["status"] == "succeeded", job
-    expected = {
-        "large": (800, 600, "jpeg"),
-        "marked": (4000, 3000, "jpeg"),
-        "square": (400, 400, "webp"),
-        "small": (320, 240, "heif"),
-    }
-    assert {o["step_id"] for o in job["outputs"]} == set(expected)
-    for step_id, (width, height, loader) in expected.items():
+    assert {o["step_id"] for o in job["outputs"]} == set(DONE_WHEN_OUTPUTS)
+    for step_id, (width, height, _, loader, _) in DONE_WHEN_OUTPUTS.items():
         response = client.get(f"/v1/jobs/{job['id']}/outputs/{step_id}")
         assert response.status_code == 200
         image = decode(response.content)
@@ -100,12 +80,12 @@ def test_serve_processes_local_and_uploaded_jobs(serve: Serve, fixtures_dir: Pat
             json={
                 "source_type": "local_file",
                 "object_key": "photo-12mp.jpg",
-                "pipeline": PIPELINE,
+                "pipeline": DONE_WHEN_PIPELINE,
             },
         )
         assert local.status_code == 202
         uploaded = client.post(
-            "/v1/jobs", json={"source_type": "s3_presigned", "pipeline": PIPELINE}
+            "/v1/jobs", json={"source_type": "s3_presigned", "pipeline": DONE_WHEN_PIPELINE}
         ).json()
         # A plain HTTP PUT, as curl would send it, to the URL the API handed out.
         put = httpx.put(

@@ -15,6 +15,7 @@ from pixelflow.adapters.imaging.protocol import ImageLimits
 from pixelflow.adapters.imaging.vips import VipsImaging
 from pixelflow.core.errors import ImageRejected
 from tests.imaging.helpers import LIMITS, open_output, read, steps
+from tests.support.jobs import DONE_WHEN_OUTPUTS, DONE_WHEN_PIPELINE
 
 
 class Decodes:
@@ -39,29 +40,15 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Decodes:
 async def test_the_required_job(imaging: VipsImaging, fixtures_dir: Path, decodes: Decodes) -> None:
     rendered = await imaging.render(
         read(fixtures_dir, "photo-12mp.jpg"),
-        steps(
-            {"id": "w800", "action": "resize", "width": 800, "format": "jpeg"},
-            {"id": "marked", "action": "watermark", "watermark": {"text": "© PixelFlow"}},
-            {
-                "id": "square",
-                "action": "crop",
-                "width": 400,
-                "height": 400,
-                "gravity": "smart",
-                "format": "webp",
-            },
-            {"id": "w320", "action": "resize", "width": 320, "input": "w800", "format": "avif"},
-        ),
+        steps(*DONE_WHEN_PIPELINE),
         LIMITS,
     )
-    assert [(r.step_id, r.action, r.format) for r in rendered] == [
-        ("w800", "resize", "jpeg"),
-        ("marked", "watermark", "jpeg"),
-        ("square", "crop", "webp"),
-        ("w320", "resize", "avif"),
-    ]
-    sizes = [(image.width, image.height) for image in map(open_output, rendered)]
-    assert sizes == [(800, 600), (4000, 3000), (400, 400), (320, 240)]
+    assert [r.step_id for r in rendered] == list(DONE_WHEN_OUTPUTS)
+    for result in rendered:
+        width, height, fmt, _, content_type = DONE_WHEN_OUTPUTS[result.step_id]
+        image = open_output(result)
+        assert (image.width, image.height, result.format) == (width, height, fmt)
+        assert result.content_type == content_type
     assert len(decodes.calls) == 1
 
 

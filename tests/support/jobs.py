@@ -41,3 +41,27 @@ def loader_format(image: pyvips.Image) -> str:
     """'jpeg', 'png', 'webp', 'heif', ... from the loader libvips picked."""
     loader = str(image.get("vips-loader"))
     return loader.removesuffix("load_buffer").removesuffix("load_source").removesuffix("load")
+
+
+# The acceptance job on photo-12mp.jpg (4000x3000): a resize, a full-size watermark, a smart
+# crop and a resize chained on the first one, each with its expected output.
+DONE_WHEN_PIPELINE: list[dict[str, Any]] = [
+    {"id": "large", "action": "resize", "width": 800, "format": "jpeg"},
+    {"id": "marked", "action": "watermark", "watermark": {"text": "© PixelFlow"}},
+    {
+        "id": "square",
+        "action": "crop",
+        "width": 400,
+        "height": 400,
+        "gravity": "smart",
+        "format": "webp",
+    },
+    {"id": "small", "action": "resize", "width": 320, "input": "large", "format": "avif"},
+]
+# step id → (width, height, format, libvips loader of the encoded output, content type)
+DONE_WHEN_OUTPUTS: dict[str, tuple[int, int, str, str, str]] = {
+    "large": (800, 600, "jpeg", "jpeg", "image/jpeg"),
+    "marked": (4000, 3000, "jpeg", "jpeg", "image/jpeg"),
+    "square": (400, 400, "webp", "webp", "image/webp"),
+    "small": (320, 240, "avif", "heif", "image/avif"),
+}

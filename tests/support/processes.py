@@ -41,8 +41,7 @@ class PixelflowProcess:
         return self
 
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def wait_http(self, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -58,6 +57,30 @@ class PixelflowProcess:
             time.sleep(0.2)
         raise AssertionError(f"{url} not ready after {timeout}s:\n{self.log_tail()}")
 
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Wait until the process has written ``text`` to its log (e.g. a "ready" line)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if text in self.log_text():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.args} exited early:\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not logged after {timeout}s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays alive (connections open) but does nothing."""
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, no graceful shutdown, as a crash would."""
         if self.process is not None and self.process.poll() is None:
@@ -68,6 +91,7 @@ class PixelflowProcess:
         if self.process is None:
             return None
         if self.process.poll() is None:
+            self.resume()  # a stopped process would not see SIGTERM until continued
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)

@@ -24,9 +24,7 @@ from pixelflow.adapters.storage.local import LocalObjectStorage
 from pixelflow.adapters.storage.protocol import ObjectStorage
 from pixelflow.adapters.storage.s3 import S3ObjectStorage
 from pixelflow.core.errors import Unauthorized
-from tests.support.seaweed import SeaweedServer, seaweed
-
-__all__ = ["seaweed"]  # the session's SeaweedFS fixture, shared by every test in this folder
+from tests.support.seaweed import SeaweedServer
 
 PUBLIC_URL = "http://pixelflow.test"
 
