@@ -146,6 +146,12 @@ async def test_local_file_missing_is_source_missing_at_start(client: httpx.Async
 async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None:
     headers = {"content-type": "application/json"}
     _assert_error(await client.post("/v1/jobs", content=b"{", headers=headers), 400, "invalid_json")
+    two_values = (
+        b'{"source_type": "s3_presigned", "pipeline": [{"id": "a", "action": "convert"}]} {}'
+    )
+    _assert_error(
+        await client.post("/v1/jobs", content=two_values, headers=headers), 400, "invalid_json"
+    )
     _assert_error(
         await client.post(
             "/v1/jobs",
