@@ -95,8 +95,11 @@ def _run_http(settings: Settings, *, embedded_worker: bool) -> int:
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
-    # uvicorn exits quietly when startup fails (e.g. a dependency is unreachable).
+    try:
+        asyncio.run(server.serve())
+    except SystemExit:
+        pass  # uvicorn exits this way when startup fails; it has logged why
+    # A dependency unreachable at startup (e.g. the database) means the server never started.
     return 0 if server.started else 1
 
 

@@ -216,7 +216,9 @@ def load_settings(
         "none" if embedded else "api_key",
         lambda n, r: _choice(n, r, ("api_key", "header", "none")),
     )
-    if auth == "api_key":
+    # Only the HTTP roles authenticate anyone: a worker or `migrate` must not refuse to start
+    # over the API's identity setting.
+    if auth == "api_key" and role in {Role.API, Role.SERVE}:
         raise ConfigError(
             "PIXELFLOW_AUTH: api_key authentication is not available in this release yet; "
             "use `header` behind an authenticating gateway, or `none` for local development"

@@ -27,7 +27,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,10 @@ class Deployment:
         """Start ``pixelflow <command>`` as ``name`` (unique per deployment), without waiting."""
         assert name not in self.processes, f"process name {name!r} already used"
         merged = {**self.env, **env}
+        if command != "api":
+            # Only the API authenticates: the others start without an identity setting, as in a
+            # deployment that configures each process separately.
+            merged.pop("PIXELFLOW_AUTH", None)
         process = PixelflowProcess([command], env=merged, log_path=self.workdir / f"{name}.log")
         process.env = {
             key: value
@@ -175,8 +179,29 @@ class Deployment:
         within: float = 60,
         seen: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Poll the job until its status is one of ``statuses``; every status observed is
-        appended to ``seen`` when given."""
+        """Poll the job until its status is one of ``statuses``."""
+        return await self.wait_job(
+            client,
+            job_id,
+            lambda job: job["status"] in statuses,
+            f"status in {sorted(statuses)}",
+            within=within,
+            seen=seen,
+        )
+
+    async def wait_job(
+        self,
+        client: httpx.AsyncClient,
+        job_id: str,
+        condition: Callable[[dict[str, Any]], bool],
+        what: str,
+        *,
+        within: float = 60,
+        seen: list[str] | None = None,
+        unexpected: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """Poll the job until ``condition`` holds; fail at once if it reaches a status in
+        ``unexpected``. Every status observed is appended to ``seen`` when given."""
         deadline = time.monotonic() + within
         job: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -185,12 +210,12 @@ class Deployment:
             job = response.json()
             if seen is not None:
                 seen.append(job["status"])
-            if job["status"] in statuses:
+            if condition(job):
                 return job
+            if job["status"] in unexpected:
+                raise AssertionError(f"job {job_id} is {job['status']}: {job}\n{self.logs()}")
             await asyncio.sleep(0.1)
-        raise AssertionError(
-            f"job {job_id} not {sorted(statuses)} after {within}s: {job}\n{self.logs()}"
-        )
+        raise AssertionError(f"job {job_id}: no {what} after {within}s: {job}\n{self.logs()}")
 
     # -- Redis and PostgreSQL ----------------------------------------------------------------
 
@@ -223,9 +248,7 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def production_deployment(
-    workdir: Path, s3: S3Endpoint, **env: str
-) -> Iterator[Deployment]:
+def production_deployment(workdir: Path, s3: S3Endpoint, **env: str) -> Iterator[Deployment]:
     """A deployment on a fresh database; processes stopped and data removed on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     database_url = run_sync(lambda: create_database("pixelflow_e2e"))
