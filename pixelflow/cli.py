@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -95,10 +96,9 @@ def _run_http(settings: Settings, *, embedded_worker: bool) -> int:
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
-    try:
+    # uvicorn raises SystemExit when startup fails, after logging why.
+    with contextlib.suppress(SystemExit):
         asyncio.run(server.serve())
-    except SystemExit:
-        pass  # uvicorn exits this way when startup fails; it has logged why
     # A dependency unreachable at startup (e.g. the database) means the server never started.
     return 0 if server.started else 1
 

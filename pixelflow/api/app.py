@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from pixelflow.adapters.queue.local import LocalQueue
 from pixelflow.api.auth import authenticator_for
 from pixelflow.api.deps import ApiState
 from pixelflow.api.errors import HANDLERS
@@ -18,15 +17,9 @@ from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.api.routes import docs, health, jobs, objects
 from pixelflow.config import Settings
-from pixelflow.runtime import (
-    AppContext,
-    build_processor,
-    build_reconciler,
-    open_context,
-    open_imaging,
-)
+from pixelflow.runtime import open_context
 from pixelflow.telemetry.metrics import Metrics, MetricsServer
-from pixelflow.worker.local import LocalWorker
+from pixelflow.worker.local import start_embedded_worker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +48,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlett
                 )
                 stack.callback(server.close)
             if embedded_worker:
-                await _start_embedded_worker(ctx, stack)
+                await start_embedded_worker(ctx, stack)
                 log.info(
                     "embedded mode: data in %s; local_file sources under %s; docs at %s/docs",
                     settings.data_dir,
@@ -72,18 +65,3 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlett
     )
     app.state.openapi = build_openapi()
     return app
-
-
-async def _start_embedded_worker(ctx: AppContext, stack: contextlib.AsyncExitStack) -> None:
-    if not isinstance(ctx.queue, LocalQueue):
-        raise RuntimeError("the embedded worker needs the in-process queue")
-    imaging = await stack.enter_async_context(open_imaging(ctx.settings))
-    worker = LocalWorker(
-        queue=ctx.queue,
-        processor=build_processor(ctx, imaging),
-        reconciler=build_reconciler(ctx),
-        concurrency=ctx.settings.worker_concurrency,
-        reconcile_interval=ctx.settings.reconcile_interval,
-    )
-    await worker.start()
-    stack.push_async_callback(worker.stop)

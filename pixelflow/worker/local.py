@@ -8,6 +8,7 @@ import logging
 
 from pixelflow.adapters.queue.local import LocalQueue
 from pixelflow.core.models import JobTask
+from pixelflow.runtime import AppContext, build_processor, build_reconciler, open_imaging
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
 
@@ -67,3 +68,20 @@ class LocalWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+
+async def start_embedded_worker(ctx: AppContext, stack: contextlib.AsyncExitStack) -> LocalWorker:
+    """Start ``serve``'s in-process worker on the context's queue; it stops with ``stack``."""
+    if not isinstance(ctx.queue, LocalQueue):
+        raise RuntimeError("the embedded worker needs the in-process queue")
+    imaging = await stack.enter_async_context(open_imaging(ctx.settings))
+    worker = LocalWorker(
+        queue=ctx.queue,
+        processor=build_processor(ctx, imaging),
+        reconciler=build_reconciler(ctx),
+        concurrency=ctx.settings.worker_concurrency,
+        reconcile_interval=ctx.settings.reconcile_interval,
+    )
+    await worker.start()
+    stack.push_async_callback(worker.stop)
+    return worker
