@@ -38,14 +38,6 @@ class QueueUnderTest:
     new_job_id: Callable[[], str]
 
 
-@pytest.fixture
-async def redis_run() -> AsyncIterator[RedisRun]:
-    run = RedisRun()
-    await run.check()
-    yield run
-    await run.cleanup()
-
-
 @pytest.fixture(params=["local", "arq"])
 async def subject(request: pytest.FixtureRequest) -> AsyncIterator[QueueUnderTest]:
     if request.param == "local":

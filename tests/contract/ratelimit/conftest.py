@@ -12,14 +12,6 @@ from pixelflow.adapters.ratelimit.redis import RedisRateLimiter
 from tests.support.redis import RedisRun
 
 
-@pytest.fixture
-async def redis_run() -> AsyncIterator[RedisRun]:
-    run = RedisRun()
-    await run.check()
-    yield run
-    await run.cleanup()
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
     if request.param == "memory":
