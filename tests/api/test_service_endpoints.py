@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 
 from pixelflow.core.wire import CreateJobRequest
+from tests.api.conftest import ClientFactory
+from tests.support.jobs import job_body
+from tests.support.processes import free_port
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -29,3 +32,22 @@ async def test_openapi_is_generated_from_the_structs(client: httpx.AsyncClient) 
     page = await client.get("/docs")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "/v1/jobs/{job_id}/start" in page.text
+
+
+async def test_metrics_are_served_with_route_templates(make_client: ClientFactory) -> None:
+    port = free_port()
+    client = await make_client(PIXELFLOW_API_METRICS_ADDR=f"127.0.0.1:{port}")
+    created = await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    await client.get(f"/v1/jobs/{created.json()['job_id']}")
+    await client.get("/v1/jobs/no-such-job")
+    await client.get("/nowhere")
+
+    async with httpx.AsyncClient() as scraper:
+        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'pixelflow_api_requests_total{method="POST",route="/v1/jobs",status="202"} 1.0' in text
+    assert 'route="/v1/jobs/{job_id}",status="200"} 1.0' in text
+    assert 'route="/v1/jobs/{job_id}",status="404"} 1.0' in text
+    assert 'route="unmatched",status="404"} 1.0' in text
+    assert created.json()["job_id"] not in text  # never a raw path
+    assert "pixelflow_api_request_duration_seconds_bucket" in text
+    assert "pixelflow_worker_active_jobs 0.0" in text

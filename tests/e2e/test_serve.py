@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -135,6 +136,43 @@ def test_jobs_survive_a_crash(tmp_path: Path, fixtures_dir: Path) -> None:
             assert job["attempts"] == (2 if before == "processing" else 1)
         for job in jobs:
             assert len(job["outputs"]) == 3
+    finally:
+        server.stop()
+
+
+def test_a_graceful_stop_hands_in_flight_jobs_back(tmp_path: Path, fixtures_dir: Path) -> None:
+    server = Serve(tmp_path, fixtures_dir, WORKER_CONCURRENCY="1").start()
+    slow = [{"id": f"s{i}", "action": "blur", "sigma": 8, "format": "png"} for i in range(4)]
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            created = client.post(
+                "/v1/jobs",
+                json={
+                    "source_type": "local_file",
+                    "object_key": "photo-1080p.jpg",
+                    "pipeline": slow,
+                },
+            ).json()
+            client.post(created["start_url"])
+            deadline = time.monotonic() + 60
+            while client.get(created["job_url"]).json()["status"] != "processing":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert server.process is not None
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status shows it.
+        assert server.process.stop() in {0, -15}
+        assert "handed back to the queue at shutdown" in server.process.log_tail()
+
+        with sqlite3.connect(server.data_dir / "pixelflow.db") as db:
+            status, attempts = db.execute(
+                "SELECT status, attempts FROM jobs WHERE id = ?", (created["job_id"],)
+            ).fetchone()
+        assert (status, attempts) == ("queued", 1)
+
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            [job] = wait_all(client, [created["job_id"]])
+        assert job["status"] == "succeeded" and job["attempts"] == 2
     finally:
         server.stop()
 

@@ -1,0 +1,89 @@
+"""Settings from the environment: defaults per role, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pixelflow.config import Address, ConfigError, Role, load_settings
+
+PRODUCTION = {
+    "PIXELFLOW_DATABASE_URL": "postgresql://u@db/pixelflow",
+    "PIXELFLOW_REDIS_URL": "redis://redis:6379/0",
+    "PIXELFLOW_STORAGE_URL": "s3://bucket/prefix",
+    "PIXELFLOW_AUTH": "header",
+}
+
+
+def test_serve_needs_no_configuration(tmp_path: Path) -> None:
+    settings = load_settings(Role.SERVE, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
+    assert settings.api_addr == Address("127.0.0.1", 8080)
+    assert settings.database_url == f"sqlite:///{tmp_path / 'pixelflow.db'}"
+    assert settings.storage_url == f"file://{tmp_path / 'objects'}"
+    assert settings.redis_url is None
+    assert settings.auth == "none"
+    assert settings.local_source_root == Path.cwd()
+    assert settings.public_url == "http://127.0.0.1:8080"
+    assert (settings.max_source_pixels, settings.max_source_bytes, settings.max_steps) == (
+        100_000_000,
+        52_428_800,
+        32,
+    )
+
+
+def test_production_roles_need_their_urls() -> None:
+    for missing in ("PIXELFLOW_DATABASE_URL", "PIXELFLOW_REDIS_URL", "PIXELFLOW_STORAGE_URL"):
+        environ = {k: v for k, v in PRODUCTION.items() if k != missing}
+        with pytest.raises(ConfigError, match=missing):
+            load_settings(Role.API, environ)
+    settings = load_settings(Role.WORKER, PRODUCTION)
+    assert settings.api_addr == Address("0.0.0.0", 8080)
+    assert settings.local_source_root is None  # local_file is refused unless configured
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WORKER_MAX_ATTEMPTS", "many"),
+        ("WORKER_MAX_ATTEMPTS", "0"),
+        ("WORKER_JOB_TIMEOUT", "-1"),
+        ("PIXELFLOW_RATE_LIMIT_CAPACITY", "1.5"),
+        ("PIXELFLOW_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("PIXELFLOW_LOG_FORMAT", "xml"),
+        ("PIXELFLOW_API_ADDR", "8080"),
+        ("PIXELFLOW_API_METRICS_ADDR", "host:http"),
+        ("PIXELFLOW_DATABASE_URL", "mysql://db"),
+        ("PIXELFLOW_STORAGE_URL", "gs://bucket"),
+        ("PIXELFLOW_QUEUE_NAME", "has space"),
+        ("PIXELFLOW_AUTH", "basic"),
+        ("PIXELFLOW_LOCAL_SOURCE_ROOT", "/does/not/exist"),
+    ],
+)
+def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(Role.WORKER, {**PRODUCTION, variable: value})
+
+
+def test_empty_metrics_address_disables_metrics() -> None:
+    settings = load_settings(Role.API, {**PRODUCTION, "PIXELFLOW_API_METRICS_ADDR": ""})
+    assert settings.api_metrics_addr is None
+
+
+def test_serve_without_auth_binds_only_to_loopback(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="loopback"):
+        load_settings(Role.SERVE, environ, overrides={"PIXELFLOW_API_ADDR": "0.0.0.0:8080"})
+    exposed = load_settings(
+        Role.SERVE,
+        {**environ, "PIXELFLOW_AUTH": "header"},
+        overrides={"PIXELFLOW_API_ADDR": "0.0.0.0:8080"},
+    )
+    assert exposed.api_addr.host == "0.0.0.0"
+
+
+def test_api_keys_are_refused_only_where_they_would_authenticate() -> None:
+    environ = {k: v for k, v in PRODUCTION.items() if k != "PIXELFLOW_AUTH"}
+    with pytest.raises(ConfigError, match="PIXELFLOW_AUTH"):
+        load_settings(Role.API, environ)
+    assert load_settings(Role.WORKER, environ).auth == "api_key"
