@@ -101,6 +101,14 @@ class SourceTooLarge(ImageRejected):
     code = "source_too_large"
 
 
+class UnexpectedError(PixelflowError):
+    """Something PixelFlow did not foresee (a bug, an unmapped dependency error). Treated as
+    transient: retried within the attempt limit, then the job fails with it."""
+
+    code = "internal_error"
+    transient = True
+
+
 class ProcessingTimeout(PixelflowError):
     """A job attempt ran past ``WORKER_JOB_TIMEOUT``; another attempt may succeed."""
 

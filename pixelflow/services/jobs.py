@@ -7,6 +7,7 @@ import hashlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import msgspec
 
@@ -191,13 +192,15 @@ class JobService:
             # enqueue it once the queue is back, so the client's request still succeeded.
             log.warning("queue unavailable; job %s left for the reconciler", job.id)
 
-    def _start_response(self, job: Job, state: str) -> StartJobResponse:
+    def _start_response(
+        self, job: Job, state: Literal["enqueued", "already_started"]
+    ) -> StartJobResponse:
         return StartJobResponse(
             job_id=job.id,
             status=job.status,
             queue=self.queue.name,
             task_id=job.id,
-            state="enqueued" if state == "enqueued" else "already_started",
+            state=state,
             enqueued_at=job.queued_at,
         )
 

@@ -20,7 +20,12 @@ from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered
 from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import PixelflowError, ProcessingTimeout, SourceTooLarge
+from pixelflow.core.errors import (
+    PixelflowError,
+    ProcessingTimeout,
+    SourceTooLarge,
+    UnexpectedError,
+)
 from pixelflow.core.formats import output_key
 from pixelflow.core.models import Job, JobError, JobTask, Output, Transition, Usage
 from pixelflow.core.states import JobStatus
@@ -170,9 +175,7 @@ class Processor:
             return await self._failed(job, exc)
         except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail
             log.exception("job %s: unexpected error", job.id)
-            internal = PixelflowError(f"internal error: {type(exc).__name__}")
-            internal.transient = True
-            return await self._failed(job, internal)
+            return await self._failed(job, UnexpectedError(f"internal error: {type(exc).__name__}"))
         compute_ms = int((time.monotonic() - started) * 1000)
         return await self._succeed(job, len(source), outputs, compute_ms)
 

@@ -29,16 +29,17 @@ class FlakyStorage:
     """Real local storage whose ``get`` fails the first ``failures`` times, as an unreachable
     S3 would."""
 
-    def __init__(self, inner: ObjectStorage, failures: int) -> None:
+    def __init__(self, inner: ObjectStorage, failures: int, error: Exception | None = None) -> None:
         self.inner = inner
         self.failures = failures
+        self.error = error or StorageUnavailable("object storage is unavailable")
         self.gets = 0
 
     async def get(self, key: str) -> bytes:
         self.gets += 1
         if self.failures > 0:
             self.failures -= 1
-            raise StorageUnavailable("object storage is unavailable")
+            raise self.error
         return await self.inner.get(key)
 
     def __getattr__(self, name: str) -> object:

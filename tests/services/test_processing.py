@@ -94,6 +94,19 @@ async def test_exhausted_attempts_fail_with_the_last_error(
     assert await services.store.get_usage(job.id) is None
 
 
+async def test_an_unexpected_error_is_retried_without_leaking_its_text(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    broken = FlakyStorage(services.storage, failures=1, error=RuntimeError("secret dsn=abc"))
+    processor = services.processor(storage=broken)
+    result = await processor.process(JobTask(job_id=job.id))
+    assert result.outcome == "retry"
+    assert result.error is not None and result.error.code == "internal_error"
+    assert "secret" not in result.error.message
+    assert (await processor.process(JobTask(job_id=job.id))).outcome == "succeeded"
+
+
 async def test_permanent_failure_fails_at_once(services: Services, fixtures_dir: Path) -> None:
     job = await queued_job(services, fixtures_dir, source="bad-truncated.jpg")
     result = await services.processor().process(JobTask(job_id=job.id))
