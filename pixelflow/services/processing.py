@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from msgspec import Struct
@@ -126,18 +126,34 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError, LeaseLost):
                 await heartbeat
 
+    def _end_attempt(
+        self,
+        job: Job,
+        target: JobStatus,
+        *,
+        error: JobError | None = None,
+        run_after: datetime | None = None,
+        outputs: list[Output] | None = None,
+        usage: Usage | None = None,
+    ) -> Transition:
+        """Move the job out of ``processing``, fenced by this attempt's number: it applies
+        only while no one else (a cancel, a reconciler) has taken the job over."""
+        return Transition(
+            job_id=job.id,
+            expected=frozenset({JobStatus.PROCESSING}),
+            target=target,
+            at=self.clock(),
+            attempt=job.attempts,
+            error=error,
+            run_after=run_after,
+            outputs=outputs,
+            usage=usage,
+        )
+
     async def _release(self, job: Job) -> None:
+        stopped = JobError(code="worker_stopped", message="the worker shut down")
         with contextlib.suppress(PixelflowError):
-            await self.store.transition(
-                Transition(
-                    job_id=job.id,
-                    expected=frozenset({JobStatus.PROCESSING}),
-                    target=JobStatus.QUEUED,
-                    at=self.clock(),
-                    attempt=job.attempts,
-                    error=JobError(code="worker_stopped", message="the worker shut down"),
-                )
-            )
+            await self.store.transition(self._end_attempt(job, JobStatus.QUEUED, error=stopped))
         log.info("job %s: handed back to the queue at shutdown", job.id)
 
     async def _heartbeat(self, job: Job, work: asyncio.Task[Attempt]) -> None:
@@ -224,16 +240,7 @@ class Processor:
             compute_time_ms=compute_ms,
         )
         done = await self.store.transition(
-            Transition(
-                job_id=job.id,
-                expected=frozenset({JobStatus.PROCESSING}),
-                target=JobStatus.SUCCEEDED,
-                at=self.clock(),
-                attempt=job.attempts,
-                outputs=outputs,
-                usage=usage,
-                error=None,
-            )
+            self._end_attempt(job, JobStatus.SUCCEEDED, outputs=outputs, usage=usage)
         )
         if done is None:
             # Canceled meanwhile, or the lease was taken over: this attempt's work is void.
@@ -260,26 +267,11 @@ class Processor:
             delay = backoff(
                 job.attempts, base=self.policy.retry_backoff, cap=self.policy.retry_max_backoff
             )
-            now = self.clock()
-            change = Transition(
-                job_id=job.id,
-                expected=frozenset({JobStatus.PROCESSING}),
-                target=JobStatus.QUEUED,
-                at=now,
-                attempt=job.attempts,
-                run_after=now + timedelta(seconds=delay),
-                error=error,
-            )
+            run_after = self.clock() + timedelta(seconds=delay)
+            change = self._end_attempt(job, JobStatus.QUEUED, error=error, run_after=run_after)
         else:
             delay = 0.0
-            change = Transition(
-                job_id=job.id,
-                expected=frozenset({JobStatus.PROCESSING}),
-                target=JobStatus.FAILED,
-                at=self.clock(),
-                attempt=job.attempts,
-                error=error,
-            )
+            change = self._end_attempt(job, JobStatus.FAILED, error=error)
         log.info(
             "job %s attempt %d: %s (%s)%s",
             job.id,
