@@ -101,28 +101,31 @@ def test_serve_processes_local_and_uploaded_jobs(serve: Serve, fixtures_dir: Pat
             check_outputs(client, job)
 
 
+def start_local_job(client: httpx.Client, pipeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """Create and start a local_file job on photo-1080p.jpg; the create response."""
+    created: dict[str, Any] = client.post(
+        "/v1/jobs",
+        json={"source_type": "local_file", "object_key": "photo-1080p.jpg", "pipeline": pipeline},
+    ).json()
+    assert client.post(created["start_url"]).status_code == 202
+    return created
+
+
+def wait_processing(client: httpx.Client, job_url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(job_url).json()["status"] != "processing":
+        assert time.monotonic() < deadline, f"{job_url} never started processing"
+        time.sleep(0.05)
+
+
 def test_jobs_survive_a_crash(tmp_path: Path, fixtures_dir: Path) -> None:
     env = {"WORKER_CONCURRENCY": "1", "WORKER_MAX_ACTIVE_JOBS": "1"}
     server = Serve(tmp_path, fixtures_dir, **env).start()
     slow = [{"id": f"s{i}", "action": "blur", "sigma": 8, "format": "png"} for i in range(3)]
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            ids = []
-            for _ in range(3):
-                created = client.post(
-                    "/v1/jobs",
-                    json={
-                        "source_type": "local_file",
-                        "object_key": "photo-1080p.jpg",
-                        "pipeline": slow,
-                    },
-                ).json()
-                assert client.post(created["start_url"]).status_code == 202
-                ids.append(created["job_id"])
-            deadline = time.monotonic() + 60
-            while client.get(f"/v1/jobs/{ids[0]}").json()["status"] != "processing":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            ids = [start_local_job(client, slow)["job_id"] for _ in range(3)]
+            wait_processing(client, f"/v1/jobs/{ids[0]}")
             statuses = [client.get(f"/v1/jobs/{i}").json()["status"] for i in ids]
         assert "processing" in statuses and "queued" in statuses, statuses
         server.kill()
@@ -145,19 +148,8 @@ def test_a_graceful_stop_hands_in_flight_jobs_back(tmp_path: Path, fixtures_dir:
     slow = [{"id": f"s{i}", "action": "blur", "sigma": 8, "format": "png"} for i in range(4)]
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            created = client.post(
-                "/v1/jobs",
-                json={
-                    "source_type": "local_file",
-                    "object_key": "photo-1080p.jpg",
-                    "pipeline": slow,
-                },
-            ).json()
-            client.post(created["start_url"])
-            deadline = time.monotonic() + 60
-            while client.get(created["job_url"]).json()["status"] != "processing":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            created = start_local_job(client, slow)
+            wait_processing(client, created["job_url"])
         assert server.process is not None
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status shows it.
         assert server.process.stop() in {0, -15}
