@@ -8,15 +8,14 @@ start together migrate once.
 
 from __future__ import annotations
 
-import re
-from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from pixelflow.adapters.store.schema import available
+
 # pg_advisory_lock's key: the bytes of "pixelflw" read as a (positive) 64-bit integer.
 _LOCK_KEY = 0x706978656C666C77
-_FILE_NAME = re.compile(r"^(?P<number>\d{4})_[a-z0-9_]+\.sql$")
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -24,27 +23,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-
-
-class Migration(NamedTuple):
-    version: str  # the file name without ".sql", e.g. "0001_jobs"
-    sql: str
-
-
-def available() -> list[Migration]:
-    """Every migration shipped with the package, in the order they apply."""
-    folder = resources.files("pixelflow.adapters.store") / "sql"
-    migrations: list[Migration] = []
-    numbers: set[str] = set()
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        match = _FILE_NAME.match(entry.name)
-        if match is None:
-            continue
-        if match["number"] in numbers:
-            raise RuntimeError(f"two migrations are numbered {match['number']}")
-        numbers.add(match["number"])
-        migrations.append(Migration(entry.name.removesuffix(".sql"), entry.read_text("utf-8")))
-    return migrations
 
 
 async def migrate(target: Any) -> list[str]:

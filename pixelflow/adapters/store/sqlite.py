@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,60 +20,12 @@ import aiosqlite
 
 from pixelflow.adapters.store.base import SqlStore
 from pixelflow.adapters.store.codec import TIME_COLUMNS, Row, from_micros, to_micros
+from pixelflow.adapters.store.schema import available
 from pixelflow.adapters.store.statements import Statement
 from pixelflow.core.errors import DatabaseUnavailable
 
 _URL_PREFIX = "sqlite:///"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id               TEXT PRIMARY KEY,
-    user_id          TEXT NOT NULL,
-    status           TEXT NOT NULL CHECK (
-                         status IN ('created', 'queued', 'processing', 'succeeded', 'failed',
-                                    'canceled')
-                     ),
-    source_type      TEXT NOT NULL CHECK (source_type IN ('local_file', 's3_presigned')),
-    object_key       TEXT NOT NULL,
-    webhook_url      TEXT,
-    pipeline         TEXT NOT NULL,
-    outputs          TEXT NOT NULL DEFAULT '[]',
-    error            TEXT,
-    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    source_bytes     INTEGER,
-    created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL,
-    queued_at        INTEGER,
-    started_at       INTEGER,
-    finished_at      INTEGER,
-    lease_expires_at INTEGER,
-    run_after        INTEGER,
-    idempotency_key  TEXT,
-    request_hash     TEXT,
-    traceparent      TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user_id, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS jobs_user_status_created
-    ON jobs (user_id, status, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS jobs_queued_updated ON jobs (updated_at) WHERE status = 'queued';
-CREATE INDEX IF NOT EXISTS jobs_processing_lease
-    ON jobs (lease_expires_at) WHERE status = 'processing';
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_user_idempotency_key
-    ON jobs (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS usage_logs (
-    job_id           TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
-    user_id          TEXT NOT NULL,
-    pixels_processed INTEGER NOT NULL,
-    bytes_in         INTEGER NOT NULL,
-    bytes_out        INTEGER NOT NULL,
-    bytes_saved      INTEGER NOT NULL,
-    compute_time_ms  INTEGER NOT NULL,
-    created_at       INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_logs_user_created ON usage_logs (user_id, created_at);
-"""
 
 
 def sqlite_path(location: str | Path) -> Path:
@@ -117,7 +69,7 @@ class SqliteStore(SqlStore):
                 await conn.execute("PRAGMA journal_mode = WAL")
                 await conn.execute("PRAGMA synchronous = NORMAL")
                 await conn.execute("PRAGMA foreign_keys = ON")
-                await conn.executescript(_SCHEMA)
+                await _migrate(conn)
         except BaseException:
             await conn.close()
             raise
@@ -167,6 +119,59 @@ class _SqliteConnection:
 
     async def execute(self, statement: Statement) -> None:
         await self.fetch(statement)
+
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+)
+"""
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    """Apply the SQLite migrations not yet recorded, each in its own transaction."""
+    await conn.execute(_CREATE_MIGRATIONS_TABLE)
+    rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
+    done = {row[0] for row in rows}
+    for migration in available("sqlite"):
+        if migration.version in done:
+            continue
+        # BEGIN IMMEDIATE: two processes opening one file at once apply each version once
+        # (the loser waits on busy_timeout, then finds the version recorded).
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            again = await conn.execute_fetchall(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]
+            )
+            if not again:
+                for statement in _statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    [migration.version, to_micros(datetime.now(UTC))],
+                )
+        except BaseException:
+            with suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit our transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
+    return statements
 
 
 @functools.lru_cache(maxsize=128)
