@@ -15,9 +15,9 @@ test *ARGS:
 
 # Lint and type-check only.
 lint:
-    .venv/bin/ruff check pixelflow tests
-    .venv/bin/ruff format --check pixelflow tests
-    .venv/bin/mypy pixelflow
+    .venv/bin/ruff check pixelflow tests bench
+    .venv/bin/ruff format --check pixelflow tests bench
+    .venv/bin/mypy pixelflow tests
 
 # Imaging benchmarks (not pass/fail tests).
 bench:

@@ -220,7 +220,7 @@ async def wait_for_user(
     client: httpx.AsyncClient, job_id: str, headers: dict[str, str]
 ) -> dict[str, Any]:
     for _ in range(600):
-        job = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
         if job["status"] in {"succeeded", "failed", "canceled"}:
             return job
         await asyncio.sleep(0.1)

@@ -7,8 +7,9 @@ import asyncio
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from pixelflow.adapters.store.migrations import available, migrate
+from pixelflow.adapters.store.migrations import migrate
 from pixelflow.adapters.store.postgres import PostgresStore
+from pixelflow.adapters.store.schema import available
 from pixelflow.core.errors import DatabaseUnavailable
 from tests.contract.store.helpers import make_job
 from tests.support.postgres import temporary_database
