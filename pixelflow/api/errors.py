@@ -3,28 +3,48 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pixelflow.api.ratelimit import rate_headers, retry_after_seconds
 from pixelflow.core import errors
 from pixelflow.core.wire import ErrorBody
 
 log = logging.getLogger(__name__)
 
-_STATUS: tuple[tuple[type[errors.PixelflowError], int], ...] = (
-    (errors.InvalidInput, 400),
-    (errors.Unauthorized, 401),
-    (errors.NotFound, 404),
-    (errors.Conflict, 409),
-    (errors.PayloadTooLarge, 413),
-    (errors.UnsupportedMediaType, 415),
-    (errors.RateLimited, 429),
-    (errors.Unavailable, 503),
-)
+T = TypeVar("T")
+
+# Looked up along the exception's MRO (as Starlette finds its handlers), so the most specific
+# class wins whatever the order here; a class not listed takes its nearest listed base's entry.
+_STATUS: dict[type[errors.PixelflowError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.RateLimited: 429,
+    errors.Unavailable: 503,
+}
+
+
+def _rate_limited_headers(exc: errors.PixelflowError) -> dict[str, str]:
+    assert isinstance(exc, errors.RateLimited)
+    return {
+        **rate_headers(exc.limit, exc.remaining, exc.reset_after),
+        "Retry-After": str(retry_after_seconds(exc.retry_after)),
+    }
+
+
+# The HTTP headers an error's data becomes: core errors carry data, never HTTP details.
+_HEADERS: dict[type[errors.PixelflowError], Callable[[errors.PixelflowError], dict[str, str]]] = {
+    errors.RateLimited: _rate_limited_headers,
+}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -52,19 +72,23 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def by_mro(table: Mapping[type[errors.PixelflowError], T], exc: Exception) -> T | None:
+    """The entry of the most specific class of ``exc`` found in ``table``."""
+    for kind in type(exc).__mro__:
+        if kind in table:
+            return table[kind]
+    return None
+
+
 def status_of(exc: errors.PixelflowError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
+    return by_mro(_STATUS, exc) or 500
 
 
 async def pixelflow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.PixelflowError)
     status = status_of(exc)
-    headers = None
-    if isinstance(exc, errors.RateLimited):
-        headers = {**exc.headers, "Retry-After": str(exc.retry_after)}
+    to_headers = by_mro(_HEADERS, exc)
+    headers = None if to_headers is None else to_headers(exc)
     if status == 500:
         log.error("unmapped error %s: %s", exc.code, exc.message)
         return error_response(500, "internal_error", "internal server error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pixelflow.adapters.ratelimit.protocol import RateDecision, RateLimiter
+from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.core.errors import RateLimited
 from pixelflow.telemetry.metrics import Metrics
 
@@ -25,24 +25,29 @@ class RouteLimiter:
         decision = await self.limiter.hit(
             f"user:{user_id}", capacity=self.capacity, window=self.window
         )
-        headers = _headers(decision)
         if not decision.allowed:
             self.metrics.rate_limit_rejections.labels(route).inc()
-            retry_after = max(1, math.ceil(decision.retry_after))
             raise RateLimited(
                 f"rate limit of {decision.limit} requests per {self.window:g} s exceeded; "
-                f"retry in {retry_after} s",
-                retry_after=retry_after,
-                headers=headers,
+                f"retry in {retry_after_seconds(decision.retry_after)} s",
+                limit=decision.limit,
+                remaining=decision.remaining,
+                reset_after=decision.reset_after,
+                retry_after=decision.retry_after,
             )
-        return headers
+        return rate_headers(decision.limit, decision.remaining, decision.reset_after)
 
 
-def _headers(decision: RateDecision) -> dict[str, str]:
-    remaining = str(max(0, decision.remaining))
+def rate_headers(limit: int, remaining: int, reset_after: float) -> dict[str, str]:
+    left = str(max(0, remaining))
     return {
-        "X-RateLimit-Remaining": remaining,
-        "RateLimit-Limit": str(decision.limit),
-        "RateLimit-Remaining": remaining,
-        "RateLimit-Reset": str(max(0, math.ceil(decision.reset_after))),
+        "X-RateLimit-Remaining": left,
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": left,
+        "RateLimit-Reset": str(max(0, math.ceil(reset_after))),
     }
+
+
+def retry_after_seconds(retry_after: float) -> int:
+    """Whole seconds for ``Retry-After``, at least 1 (0 would invite an immediate retry)."""
+    return max(1, math.ceil(retry_after))

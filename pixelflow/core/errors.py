@@ -66,10 +66,15 @@ class RateLimited(PixelflowError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self, message: str, *, limit: int, remaining: int, reset_after: float, retry_after: float
+    ) -> None:
         super().__init__(message)
+        # The bucket's state, in seconds and tokens; the API turns it into headers.
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_after = reset_after
         self.retry_after = retry_after
-        self.headers = headers
 
 
 class Unavailable(PixelflowError):
