@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pixelflow.config import ConfigError, Role, Settings, load_settings
 from pixelflow.core.errors import PixelflowError
 from pixelflow.telemetry.logging import configure_logging
+
+if TYPE_CHECKING:
+    from pixelflow.api.app import StartupHook
+    from pixelflow.runtime import AppContext
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,20 +80,33 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(Role.SERVE, overrides=_serve_overrides(args))
-    return _run_http(settings, embedded_worker=True)
+    return _run_http(settings, on_startup=start_embedded)
+
+
+async def start_embedded(ctx: AppContext, stack: contextlib.AsyncExitStack) -> None:
+    """``serve``'s startup: the in-process worker, composed here so the API never imports it."""
+    from pixelflow.worker.local import start_embedded_worker
+
+    await start_embedded_worker(ctx, stack)
+    log.info(
+        "embedded mode: data in %s; local_file sources under %s; docs at %s/docs",
+        ctx.settings.data_dir,
+        ctx.settings.local_source_root,
+        ctx.settings.public_url,
+    )
 
 
 def _run_api(args: argparse.Namespace) -> int:
-    return _run_http(load_settings(Role.API), embedded_worker=False)
+    return _run_http(load_settings(Role.API), on_startup=None)
 
 
-def _run_http(settings: Settings, *, embedded_worker: bool) -> int:
+def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
     import uvicorn
 
     from pixelflow.api.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, embedded_worker=embedded_worker)
+    app = create_app(settings, on_startup=on_startup)
     config = uvicorn.Config(
         app,
         host=settings.api_addr.host,

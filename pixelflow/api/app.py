@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,15 +17,19 @@ from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.api.routes import docs, health, jobs, objects
 from pixelflow.config import Settings
-from pixelflow.runtime import open_context
+from pixelflow.runtime import AppContext, open_context
 from pixelflow.telemetry.metrics import Metrics, MetricsServer
-from pixelflow.worker.local import start_embedded_worker
 
 log = logging.getLogger(__name__)
 
+# Runs once the app context is open; whatever it starts it stops through the stack, which
+# unwinds (before the context closes) when the app shuts down.
+StartupHook = Callable[[AppContext, contextlib.AsyncExitStack], Awaitable[object]]
 
-def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlette:
-    """The API; with ``embedded_worker`` (``serve``) it also processes jobs in-process."""
+
+def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> Starlette:
+    """The API. ``serve`` passes ``on_startup`` to run its embedded worker in-process: the
+    entrypoint composes the worker, so this package never imports ``pixelflow.worker``."""
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -47,14 +51,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlett
                     metrics, settings.api_metrics_addr, variable="PIXELFLOW_API_METRICS_ADDR"
                 )
                 stack.callback(server.close)
-            if embedded_worker:
-                await start_embedded_worker(ctx, stack)
-                log.info(
-                    "embedded mode: data in %s; local_file sources under %s; docs at %s/docs",
-                    settings.data_dir,
-                    settings.local_source_root,
-                    settings.public_url,
-                )
+            if on_startup is not None:
+                await on_startup(ctx, stack)
             yield
 
     app = Starlette(
@@ -63,5 +61,5 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> Starlett
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
-    app.state.openapi = build_openapi()
+    app.state.openapi = build_openapi(app.routes)
     return app

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pixelflow.api.app import create_app
+from pixelflow.cli import start_embedded
 from pixelflow.config import Role, load_settings
 
 ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -46,7 +47,7 @@ async def make_client(tmp_path: Path, source_root: Path) -> AsyncIterator[Client
                 **env,
             }
             settings = load_settings(Role.SERVE, environ)
-            app = create_app(settings, embedded_worker=True)
+            app = create_app(settings, on_startup=start_embedded)
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url=settings.public_url, timeout=60
