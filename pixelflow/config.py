@@ -77,10 +77,6 @@ class Settings(Struct, kw_only=True, frozen=True):
     log_format: LogFormat
     log_level: str
 
-    @property
-    def embedded(self) -> bool:
-        return self.role is Role.SERVE
-
 
 # ---------------------------------------------------------------------------------------------
 # Parsers: each takes the variable's name (for the message) and its raw text.

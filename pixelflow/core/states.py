@@ -23,7 +23,8 @@ S = JobStatus
 
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.CREATED: frozenset({S.QUEUED, S.CANCELED}),
-    # queued → failed: the reconciler gives up on a job whose attempts are spent.
+    # queued → failed: no caller today (the reconciler fails only `processing` jobs whose
+    # attempts are spent); allowed so a job that can never run may be failed without a claim.
     S.QUEUED: frozenset({S.PROCESSING, S.CANCELED, S.FAILED}),
     # processing → queued: a transient failure or a lost worker, retried later.
     # processing → canceled: the worker's final compare-and-set then fails and it drops its work.
@@ -41,8 +42,3 @@ CANCELABLE: frozenset[JobStatus] = frozenset(
 
 def can_transition(current: JobStatus, target: JobStatus) -> bool:
     return target in TRANSITIONS[current]
-
-
-def sources_of(target: JobStatus) -> frozenset[JobStatus]:
-    """Every status from which ``target`` can be reached in one step."""
-    return frozenset(s for s, nxt in TRANSITIONS.items() if target in nxt)

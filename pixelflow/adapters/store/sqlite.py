@@ -29,8 +29,9 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 def sqlite_path(location: str | Path) -> Path:
-    """The file named by a ``sqlite:///path`` URL (``sqlite:////abs/path`` when absolute),
-    or by a plain path."""
+    """The file named by a ``sqlite:///path`` URL (``sqlite:////abs/path`` when absolute,
+    SQLAlchemy's convention; ``~`` is expanded), or by a plain path. The one place that parses
+    SQLite URLs."""
     if isinstance(location, Path):
         return location
     if location.startswith(_URL_PREFIX):
@@ -39,7 +40,7 @@ def sqlite_path(location: str | Path) -> Path:
         raise ValueError(f"not a sqlite:/// URL: {location!r}")
     if not location:
         raise ValueError("the SQLite URL names no file")
-    return Path(location)
+    return Path(location).expanduser()
 
 
 class SqliteStore(SqlStore):

@@ -14,6 +14,7 @@ from tests.contract.store.helpers import make_job
 def test_urls_and_paths_name_the_file() -> None:
     assert sqlite_path("sqlite:///./data/p.db") == Path("data/p.db")
     assert sqlite_path("sqlite:////var/lib/p.db") == Path("/var/lib/p.db")
+    assert sqlite_path("sqlite:///~/p.db") == Path.home() / "p.db"
     assert sqlite_path("data/p.db") == Path("data/p.db")
     assert sqlite_path(Path("/x.db")) == Path("/x.db")
     for bad in ["postgresql://host/db", "sqlite:///"]:
