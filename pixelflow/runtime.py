@@ -5,6 +5,7 @@ This is the only module that knows which concrete adapter stands behind each Pro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -15,11 +16,12 @@ from urllib.parse import urlsplit
 from pixelflow.adapters.imaging.protocol import Imaging
 from pixelflow.adapters.queue.protocol import Queue
 from pixelflow.adapters.ratelimit.protocol import RateLimiter
-from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
+from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.config import Settings, load_or_create_secret
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.services.jobs import JobService
+from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
@@ -38,6 +40,7 @@ class AppContext:
     sources: SourceFiles | None
     rate_limiter: RateLimiter
     jobs: JobService
+    objects: ObjectService
     worker_policy: WorkerPolicy
 
 
@@ -85,6 +88,7 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             sources=sources,
             rate_limiter=rate_limiter,
             jobs=jobs,
+            objects=ObjectService(storage if isinstance(storage, SelfServedStorage) else None),
             worker_policy=worker_policy(settings),
         )
 
@@ -94,7 +98,7 @@ async def migrate_database(settings: Settings) -> list[str]:
     if settings.database_url.startswith("sqlite"):
         from pixelflow.adapters.store.sqlite import SqliteStore
 
-        store = await SqliteStore.open(_file_path(settings.database_url))
+        store = await SqliteStore.open(settings.database_url)
         await store.close()  # the SQLite store creates its schema when it opens
         return []
     from pixelflow.adapters.store.migrations import migrate_dsn
@@ -137,11 +141,9 @@ def build_reconciler(ctx: AppContext) -> Reconciler:
 
 
 def _file_path(url: str) -> Path:
-    """``sqlite:///rel/or/abs`` and ``file:///abs`` → a Path (``file://./rel`` is relative)."""
-    rest = url.split("://", 1)[1]
-    if url.startswith("sqlite:///"):
-        rest = rest[1:]  # sqlite:///relative, sqlite:////absolute (SQLAlchemy's convention)
-    return Path(rest).expanduser().resolve()
+    """``file:///abs`` → a Path (``file://./rel`` is relative). SQLite URLs are the SQLite
+    store's own to parse (``sqlite_path``)."""
+    return Path(url.removeprefix("file://")).expanduser().resolve()
 
 
 async def _open_store(settings: Settings, stack: contextlib.AsyncExitStack) -> Store:
@@ -149,7 +151,7 @@ async def _open_store(settings: Settings, stack: contextlib.AsyncExitStack) -> S
     if url.startswith("sqlite"):
         from pixelflow.adapters.store.sqlite import SqliteStore
 
-        store: Store = await SqliteStore.open(_file_path(url))
+        store: Store = await SqliteStore.open(url)
     else:
         from pixelflow.adapters.store.postgres import PostgresStore
 
@@ -176,8 +178,9 @@ async def _open_storage(settings: Settings, stack: contextlib.AsyncExitStack) ->
     if url.startswith("file://"):
         from pixelflow.adapters.storage.local import LocalObjectStorage
 
-        secret = settings.local_signing_secret or load_or_create_secret(
-            settings.data_dir / "signing.key"
+        # File I/O (and maybe a directory to create): off the event loop, like all file I/O.
+        secret = settings.local_signing_secret or await asyncio.to_thread(
+            load_or_create_secret, settings.data_dir / "signing.key"
         )
         storage: ObjectStorage = LocalObjectStorage(
             _file_path(url), public_url=settings.public_url, secret=secret

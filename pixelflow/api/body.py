@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 
 from pixelflow.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes: a declared
+    """The whole body (for small ones: JSON), refusing (413) past ``limit`` bytes."""
+    return b"".join([chunk async for chunk in body_chunks(request, limit=limit)])
+
+
+async def body_chunks(request: Request, *, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, refusing (413) as soon as it passes ``limit`` bytes: a declared
     Content-Length is checked before reading, a chunked body while reading."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -18,14 +25,13 @@ async def read_body(request: Request, *, limit: int) -> bytes:
             raise InvalidInput("Content-Length is not a number", code="bad_request") from None
         if length > limit:
             raise PayloadTooLarge(f"the body is {length} bytes; at most {limit} are allowed")
-    chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            yield chunk
 
 
 async def read_json_body(request: Request, *, limit: int) -> bytes:

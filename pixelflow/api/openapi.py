@@ -1,110 +1,35 @@
-"""The OpenAPI 3.1 document: schemas generated from the msgspec Structs, routes from a table."""
+"""The OpenAPI 3.1 document, built from the app's routes (each ``ApiRoute`` declares a ``Spec``)
+and the msgspec Structs those specs name: nothing here is written by hand per route."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from msgspec import Struct
+from starlette.convertors import FloatConvertor, IntegerConvertor
+from starlette.routing import BaseRoute
 
 from pixelflow import __version__
-from pixelflow.core import wire
+from pixelflow.api.spec import ApiRoute, Raw, Spec
+from pixelflow.core.wire import ErrorBody
 
 _REF = "#/components/schemas/{name}"
 
 
-class Operation(Struct, frozen=True):
-    method: str
-    path: str
-    summary: str
-    success: int
-    response: type[Any] | None
-    request: type[Any] | None = None
-    errors: tuple[int, ...] = ()
-    parameters: tuple[tuple[str, str, str], ...] = ()  # (name, in, description)
-
-
-_JOB_ID = ("job_id", "path", "The job's id.")
-OPERATIONS: tuple[Operation, ...] = (
-    Operation(
-        "post",
-        "/v1/jobs",
-        "Create a job",
-        202,
-        wire.CreateJobResponse,
-        wire.CreateJobRequest,
-        (400, 409, 413, 415, 429),
-        (("Idempotency-Key", "header", "Replays return the same job for 24 h."),),
-    ),
-    Operation(
-        "get",
-        "/v1/jobs",
-        "List the caller's jobs, newest first",
-        200,
-        wire.JobList,
-        errors=(400,),
-        parameters=(
-            ("limit", "query", "1..100, default 20"),
-            ("cursor", "query", "next_cursor of the previous page"),
-            ("status", "query", "only jobs in this status"),
-        ),
-    ),
-    Operation(
-        "get",
-        "/v1/jobs/{job_id}",
-        "Get a job",
-        200,
-        wire.JobView,
-        errors=(404,),
-        parameters=(_JOB_ID,),
-    ),
-    Operation(
-        "post",
-        "/v1/jobs/{job_id}/start",
-        "Verify the source and enqueue the job",
-        202,
-        wire.StartJobResponse,
-        errors=(404, 409, 413, 429, 503),
-        parameters=(_JOB_ID,),
-    ),
-    Operation(
-        "post",
-        "/v1/jobs/{job_id}/cancel",
-        "Cancel a job that has not finished",
-        202,
-        wire.JobView,
-        errors=(404, 409, 429),
-        parameters=(_JOB_ID,),
-    ),
-    Operation(
-        "get",
-        "/v1/jobs/{job_id}/outputs/{step_id}",
-        "Download an output (redirect to a presigned URL, or the bytes)",
-        200,
-        None,
-        errors=(404, 503),
-        parameters=(_JOB_ID, ("step_id", "path", "The step's id.")),
-    ),
-    Operation("get", "/healthz", "Liveness", 200, wire.HealthStatus),
-    Operation(
-        "get",
-        "/readyz",
-        "Readiness of database, queue and storage",
-        200,
-        wire.HealthStatus,
-        errors=(503,),
-    ),
-)
-
-
-def build_openapi() -> dict[str, Any]:
-    types = {op.request for op in OPERATIONS} | {op.response for op in OPERATIONS}
-    types |= {wire.ErrorBody}
-    ordered = sorted((t for t in types if t is not None), key=lambda t: t.__name__)
+def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    api_routes = [route for route in routes if isinstance(route, ApiRoute)]
+    queries = {route.spec.query for route in api_routes if route.spec.query is not None}
+    bodies = {ErrorBody} | {t for route in api_routes for t in _body_types(route.spec)}
+    ordered = sorted(bodies | queries, key=lambda t: t.__name__)
     _, components = msgspec.json.schema_components(ordered, ref_template=_REF)
+    # A query Struct becomes parameters, not a schema of its own.
+    query_fields = {query: components.pop(query.__name__) for query in queries}
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    for route in api_routes:
+        fields = query_fields.get(route.spec.query) if route.spec.query else None
+        paths.setdefault(route.path_format, {})[route.method.lower()] = _operation(route, fields)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -117,40 +42,102 @@ def build_openapi() -> dict[str, Any]:
     }
 
 
-def _ref(t: type[Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REF.format(name=t.__name__)}}}
+def _body_types(spec: Spec) -> list[type[Any]]:
+    candidates = [spec.request, *spec.responses.values()]
+    return [t for t in candidates if t is not None and not isinstance(t, Raw)]
 
 
-def _operation(op: Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {}
-    if op.response is None:
-        responses[str(op.success)] = {"description": "The output's bytes."}
-        responses["307"] = {"description": "Redirect to a presigned download URL."}
-    else:
-        responses[str(op.success)] = {"description": "Success", "content": _ref(op.response)}
-    for status in op.errors:
-        responses[str(status)] = {"description": "Error", "content": _ref(wire.ErrorBody)}
-    body: dict[str, Any] = {
-        "summary": op.summary,
-        "operationId": _operation_id(op),
-        "responses": responses,
+def _content(body: type[Any] | Raw) -> dict[str, Any] | None:
+    if not isinstance(body, Raw):
+        return {"application/json": {"schema": {"$ref": _REF.format(name=body.__name__)}}}
+    if body.media_type is None:
+        return None
+    schema: dict[str, Any] = {"type": "string"}
+    if body.media_type != "application/json" and not body.media_type.startswith("text/"):
+        schema["contentMediaType"] = body.media_type
+    return {body.media_type: {"schema": schema}}
+
+
+def _response(body: type[Any] | Raw) -> dict[str, Any]:
+    description = body.description if isinstance(body, Raw) else "Success"
+    response: dict[str, Any] = {"description": description}
+    if (content := _content(body)) is not None:
+        response["content"] = content
+    return response
+
+
+def _operation(route: ApiRoute, query_fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    spec = route.spec
+    responses = {str(status): _response(body) for status, body in spec.responses.items()}
+    for status in spec.errors:
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "content": _content(ErrorBody),
+        }
+    operation: dict[str, Any] = {
+        "summary": spec.summary,
+        "operationId": _operation_id(route),
+        "responses": dict(sorted(responses.items())),
     }
-    if op.parameters:
-        body["parameters"] = [
-            {
-                "name": name,
-                "in": where,
-                "required": where == "path",
-                "description": text,
-                "schema": {"type": "string"},
-            }
-            for name, where, text in op.parameters
-        ]
-    if op.request is not None:
-        body["requestBody"] = {"required": True, "content": _ref(op.request)}
-    return body
+    parameters = [*_path_parameters(route), *_header_parameters(spec)]
+    if query_fields is not None:
+        parameters += _query_parameters(query_fields)
+    if parameters:
+        operation["parameters"] = parameters
+    if spec.request is not None:
+        operation["requestBody"] = {"required": True, "content": _content(spec.request)}
+    return operation
 
 
-def _operation_id(op: Operation) -> str:
-    words = op.path.strip("/").replace("{", "").replace("}", "").split("/")
-    return "_".join([op.method, *words])
+def _path_parameters(route: ApiRoute) -> list[dict[str, Any]]:
+    parameters = []
+    for name, convertor in route.param_convertors.items():
+        kind = "integer" if isinstance(convertor, IntegerConvertor) else "string"
+        if isinstance(convertor, FloatConvertor):
+            kind = "number"
+        parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": kind}})
+    return parameters
+
+
+def _header_parameters(spec: Spec) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": header.name,
+            "in": "header",
+            "required": False,
+            "description": header.description,
+            "schema": dict(header.schema),
+        }
+        for header in spec.headers
+    ]
+
+
+def _query_parameters(struct_schema: Mapping[str, Any]) -> list[dict[str, Any]]:
+    required = set(struct_schema.get("required", ()))
+    parameters = []
+    for name, schema in struct_schema["properties"].items():
+        schema = _without_null(schema)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        parameter["schema"] = schema
+        parameters.append(parameter)
+    return parameters
+
+
+def _without_null(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or text: ``X | None = None`` becomes an optional ``X``."""
+    result = dict(schema)
+    options = result.get("anyOf")
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        del result["anyOf"]
+        result |= kept[0] if len(kept) == 1 else {"anyOf": kept}
+    if result.get("default", 0) is None:
+        del result["default"]
+    return result
+
+
+def _operation_id(route: ApiRoute) -> str:
+    words = route.path_format.strip("/").replace("{", "").replace("}", "").replace(".", "_")
+    return "_".join([route.method.lower(), *words.split("/")])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from pixelflow.adapters.storage.protocol import ObjectStream
 from pixelflow.core.models import Job
 from pixelflow.core.wire import JobView
 
@@ -20,6 +22,27 @@ def json_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+class _ObjectStreamResponse(StreamingResponse):
+    """Streams an open object and closes it however the response ends: sent, failed, or the
+    client gone (Starlette's own ``background`` task would be skipped on a disconnect)."""
+
+    def __init__(self, stream: ObjectStream, *, media_type: str) -> None:
+        super().__init__(
+            stream, media_type=media_type, headers={"Content-Length": str(stream.size)}
+        )
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stream.aclose()
+
+
+def stream_response(stream: ObjectStream, *, media_type: str) -> Response:
+    return _ObjectStreamResponse(stream, media_type=media_type)
 
 
 def job_view(job: Job) -> JobView:

@@ -7,8 +7,8 @@ error carries a stable code, so a client can both show and branch on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, get_args
 
 import msgspec
 
@@ -16,6 +16,8 @@ from pixelflow.core import models
 from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import CropStep, ResizeStep, Step
 from pixelflow.core.wire import CreateJobRequest
+
+T = TypeVar("T")
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
@@ -48,6 +50,27 @@ def decode_create_request(body: bytes) -> CreateJobRequest:
         raise translate_validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
+    """A query string as the Struct ``kind`` (values converted from text: ``limit=5`` is the
+    integer 5). An empty value counts as absent. Errors are ``InvalidInput`` with code
+    ``unknown_parameter`` or ``invalid_parameter``, naming the parameter."""
+    given = {name: value for name, value in params.items() if value != ""}
+    try:
+        return msgspec.convert(given, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _query_error(str(exc)) from None
+
+
+def _query_error(text: str) -> InvalidInput:
+    match = _PATH.search(text)
+    reason = text[: match.start()] if match else text
+    if unknown := _UNKNOWN.match(reason):
+        name = unknown.group("field")
+        return InvalidInput(f"unknown query parameter {name!r}", code="unknown_parameter")
+    name = match.group("path") if match else "query string"
+    return InvalidInput(f"{name}: {reason[0].lower()}{reason[1:]}", code="invalid_parameter")
 
 
 def translate_validation_error(text: str) -> InvalidInput:

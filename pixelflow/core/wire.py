@@ -69,6 +69,29 @@ class JobList(Struct, kw_only=True):
     next_cursor: str | None
 
 
+# The largest page of GET /v1/jobs.
+LIST_LIMIT_MAX = 100
+
+
+class ListJobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
+    """GET /v1/jobs's query string."""
+
+    limit: Annotated[int, Meta(ge=1, le=LIST_LIMIT_MAX, description="Page size.")] = 20
+    cursor: Annotated[
+        str | None, Meta(description="The previous page's next_cursor; none for the first page.")
+    ] = None
+    status: Annotated[JobStatus | None, Meta(description="Only jobs in this status.")] = None
+
+
+class SignedUrlQuery(Struct, kw_only=True):
+    """The query string of an upload URL signed by the embedded storage (which the API serves):
+    pass it back as it was given."""
+
+    method: Annotated[str, Meta(description="The method the URL was signed for.")] = ""
+    expires: Annotated[str, Meta(description="Expiry, in Unix seconds.")] = ""
+    signature: Annotated[str, Meta(description="HMAC-SHA256 of method, key and expiry.")] = ""
+
+
 class ErrorBody(Struct, kw_only=True, omit_defaults=True):
     error: str
     code: str

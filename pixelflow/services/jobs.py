@@ -7,12 +7,13 @@ import hashlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 
 from pixelflow.adapters.queue.protocol import Queue
-from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
+from pixelflow.adapters.storage.protocol import ObjectStorage, ObjectStream, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core import netpolicy
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
@@ -39,6 +40,21 @@ async def resolve_host(host: str, port: int) -> list[str]:
     except (OSError, TimeoutError):
         return []
     return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Send the client elsewhere for the bytes (a presigned URL of the object store)."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class OutputBody:
+    """Send the bytes from here: ``stream`` is open and the caller must ``aclose()`` it."""
+
+    stream: ObjectStream
+    content_type: str
 
 
 class JobService:
@@ -80,7 +96,7 @@ class JobService:
 
         job_id = self.new_id()
         if request.source_type == "local_file":
-            object_key = self._local_key(request.object_key)
+            object_key = await self._local_key(request.object_key)
         else:
             object_key = upload_key(job_id)
 
@@ -102,7 +118,7 @@ class JobService:
         stored = await self.store.create_job(job)
         return await self._created_response(stored)
 
-    def _local_key(self, object_key: str) -> str:
+    async def _local_key(self, object_key: str) -> str:
         if self.sources is None:
             raise InvalidInput(
                 "local_file sources are disabled: PIXELFLOW_LOCAL_SOURCE_ROOT is not set",
@@ -110,7 +126,9 @@ class JobService:
             )
         if not object_key:
             raise InvalidInput("object_key is required for local_file", code="missing_field")
-        self.sources.resolve(object_key)  # raises invalid_source_path for any escape
+        # Raises invalid_source_path for any escape. It follows symlinks (file system calls),
+        # so it runs in a thread, off the event loop.
+        await asyncio.to_thread(self.sources.resolve, object_key)
         return object_key
 
     async def _check_webhook(self, url: str) -> None:
@@ -206,12 +224,11 @@ class JobService:
 
     # -- read ------------------------------------------------------------------------------
 
-    async def get(self, user_id: str, job_id: str, *, with_usage: bool = False) -> Job:
+    async def get(self, user_id: str, job_id: str) -> Job:
+        # The store reads the job's usage row with it (one join), so nothing more to fetch.
         job = await self.store.get_job(job_id, user_id=user_id)
         if job is None:
             raise NotFound(f"job {job_id} not found", code="job_not_found")
-        if with_usage and job.usage is None and job.status is JobStatus.SUCCEEDED:
-            job.usage = await self.store.get_usage(job.id)
         return job
 
     async def list(
@@ -222,6 +239,18 @@ class JobService:
                 f"limit must be 1..{self.policy.list_limit_max}", code="invalid_parameter"
             )
         return await self.store.list_jobs(user_id, limit=limit, cursor=cursor, status=status)
+
+    async def download(self, user_id: str, job_id: str, step_id: str) -> Redirect | OutputBody:
+        """How to hand an output to its owner: a redirect when the store can serve it itself,
+        else its bytes as a stream (never read whole into memory)."""
+        output = await self.output(user_id, job_id, step_id)
+        url = await self.storage.download_url(
+            output.object_key, expires_in=self.policy.presign_expiry
+        )
+        if url is not None:
+            return Redirect(url)
+        stream = await self.storage.open_stream(output.object_key)
+        return OutputBody(stream=stream, content_type=output.content_type)
 
     async def output(self, user_id: str, job_id: str, step_id: str) -> Output:
         job = await self.get(user_id, job_id)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from pixelflow.core.wire import LIST_LIMIT_MAX
+
 
 class JobPolicy(Struct, kw_only=True, frozen=True):
     max_steps: int = 32
     max_source_bytes: int = 50 * 1024 * 1024
     presign_expiry: int = 900
     webhook_allow_private: bool = False
-    list_limit_max: int = 100
+    list_limit_max: int = LIST_LIMIT_MAX
 
 
 class WorkerPolicy(Struct, kw_only=True, frozen=True):

@@ -1,8 +1,9 @@
 """Object storage in a local directory, for the single-process ``serve`` mode.
 
-Objects are plain files under ``root``. Clients reach them through the API itself
-(``PUT``/``GET /v1/objects/{key}``) with URLs signed by this class (see ``signing``); the route
-calls ``verify`` and then ``put``/``get``.
+Objects are plain files under ``root``. Clients upload through the API itself
+(``PUT /v1/objects/{key}``) with URLs signed by this class (see ``signing``): the object service
+calls ``verify`` and then ``put_stream``. Downloads go through the outputs route, which streams
+``open_stream`` (``download_url`` is None: there is no other server to redirect to).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 from pixelflow.adapters.storage import signing
-from pixelflow.adapters.storage.protocol import PresignedUrl
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedUrl
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
 
@@ -59,9 +60,6 @@ class LocalObjectStorage:
     async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
         return self._presign("PUT", key, expires_in)
 
-    async def presign_get(self, key: str, *, expires_in: int) -> PresignedUrl:
-        return self._presign("GET", key, expires_in)
-
     async def download_url(self, key: str, *, expires_in: int) -> str | None:
         # There is nowhere to redirect to: the API serves the bytes itself.
         return None
@@ -71,7 +69,7 @@ class LocalObjectStorage:
         ``invalid_signature`` or ``url_expired``. Pass the request's own method (``GET`` for a
         ``HEAD``), not the URL's ``method`` parameter."""
         # No key check needed here: we sign only valid keys, so a bad one fails the MAC, and
-        # put/get check it again anyway.
+        # put_stream checks it again anyway.
         signing.verify(self._secret, method, key, expires, signature, now=now)
 
     def _presign(self, method: str, key: str, expires_in: int) -> PresignedUrl:
@@ -94,8 +92,29 @@ class LocalObjectStorage:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found")
         return data
 
+    async def open_stream(self, key: str) -> FileStream:
+        opened = await _off_loop(partial(_open, self._path(key)))
+        if opened is None:
+            raise NotFound(f"object {key!r} does not exist", code="object_not_found")
+        return FileStream(*opened)
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        pending = await _off_loop(partial(_PendingFile, self._path(key)))
+        written = 0
+        try:
+            async for chunk in chunks:
+                await _off_loop(partial(pending.write, chunk))
+                written += len(chunk)
+            await _off_loop(pending.commit)
+        except BaseException:
+            # Even when cancelled here, the thread runs to the end: no temporary file is left.
+            await asyncio.to_thread(pending.discard)
+            raise
+        return written
+
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        # The content type is not kept: the API derives it from the key's extension.
+        # The content type is not kept: the outputs route sends the one recorded in the job's
+        # output, and uploaded sources are sniffed by the decoder.
         await _off_loop(partial(_write_atomically, self._path(key), data))
 
     async def delete(self, key: str) -> None:
@@ -110,6 +129,22 @@ class LocalObjectStorage:
     def _path(self, key: str) -> Path:
         check_key(key)
         return self._root.joinpath(*key.split("/"))
+
+
+class FileStream:
+    """An open object file, read in chunks in a worker thread."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self.size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await _off_loop(partial(self._file.read, CHUNK_BYTES)):
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._file.closed:
+            await asyncio.to_thread(self._file.close)
 
 
 async def _off_loop(call: Callable[[], T]) -> T:
@@ -138,21 +173,60 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old object or the new one, never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory, so os.replace is a rename within one filesystem; the leading "." keeps the
-    # temporary name out of the key space (see _SEGMENT).
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+def _open(path: Path) -> tuple[BinaryIO, int] | None:
+    """The open file and its size, or None when there is no such object (a directory is not
+    one). The size comes from the open file, so it matches the bytes read even if the object
+    is replaced meanwhile (a replace is a rename: this file stays as it was)."""
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            # The database will record this object as written: make it survive a crash first.
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        file = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        info = os.fstat(file.fileno())
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        file.close()
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        file.close()
+        return None
+    return file, info.st_size
+
+
+class _PendingFile:
+    """A new object being written: a temporary file beside its path, renamed over it only once
+    complete, so readers see the old object or the new one, never a partial file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory, so os.replace is a rename within one filesystem; the leading "."
+        # keeps the temporary name out of the key space (see _SEGMENT).
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        self._file = os.fdopen(fd, "wb")
+        self._temporary = Path(temporary)
+        self._path = path
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        self._file.flush()
+        # The database will record this object as written: make it survive a crash first.
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._temporary, self._path)
+
+    def discard(self) -> None:
+        self._file.close()
+        self._temporary.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    pending = _PendingFile(path)
+    try:
+        pending.write(data)
+        pending.commit()
+    except BaseException:
+        pending.discard()
         raise
 
 

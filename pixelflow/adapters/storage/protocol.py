@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -12,6 +13,24 @@ from msgspec import Struct
 class PresignedUrl(Struct, kw_only=True):
     url: str
     expires_at: datetime
+
+
+# Bytes are read and written in pieces this large: big enough that a thread hop or a socket
+# write per piece costs little, small enough that a download holds little memory.
+CHUNK_BYTES = 256 * 1024
+
+
+class ObjectStream(Protocol):
+    """An object opened for reading: its size, then its bytes in chunks (``async for``).
+
+    The reader must ``aclose()`` it (safe to call twice, and before or after reading). A failure
+    while reading raises ``StorageUnavailable``."""
+
+    size: int
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ObjectStorage(Protocol):
@@ -30,6 +49,12 @@ class ObjectStorage(Protocol):
 
     async def get(self, key: str) -> bytes: ...
 
+    async def open_stream(self, key: str) -> ObjectStream:
+        """The object opened for reading in chunks of about ``CHUNK_BYTES``, without holding it
+        all in memory; ``NotFound(code="object_not_found")`` when it is missing (raised here,
+        before any byte is read)."""
+        ...
+
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         """Write (or overwrite) an object."""
         ...
@@ -44,8 +69,8 @@ class ObjectStorage(Protocol):
 
 
 # Every method raises ``pixelflow.core.errors.StorageUnavailable`` (never the dependency's own
-# exception or its message) when the backend cannot be reached, and ``get`` raises
-# ``pixelflow.core.errors.NotFound(code="object_not_found")`` for a missing object.
+# exception or its message) when the backend cannot be reached, and ``get``/``open_stream``
+# raise ``pixelflow.core.errors.NotFound(code="object_not_found")`` for a missing object.
 
 
 class SourceFiles(Protocol):
@@ -65,10 +90,17 @@ class SourceFiles(Protocol):
 
 @runtime_checkable
 class SelfServedStorage(ObjectStorage, Protocol):
-    """Storage whose signed URLs point at the API itself (the embedded local directory):
-    the API serves ``/v1/objects/{key}`` and checks each request with ``verify``."""
+    """Storage whose signed upload URLs point at the API itself (the embedded local directory):
+    the API serves ``PUT /v1/objects/{key}``, checks each request with ``verify`` and writes the
+    body with ``put_stream``."""
 
     def verify(self, method: str, key: str, expires: str, signature: str, *, now: datetime) -> None:
         """Raise ``Unauthorized`` (``invalid_signature`` or ``url_expired``) unless the URL's
         signature is valid for this method, key and expiry."""
+        ...
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Write (or overwrite) an object from ``chunks`` without holding it all in memory;
+        the number of bytes written. If ``chunks`` raises (e.g. a size limit), nothing is
+        written and the old object, if any, stays."""
         ...

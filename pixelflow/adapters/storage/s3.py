@@ -6,7 +6,7 @@ Clients upload and download directly with SigV4 presigned URLs; the API never pr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixelflow.adapters.storage.protocol import PresignedUrl
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedUrl
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
+    from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3 import S3Client
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,14 @@ class S3ObjectStorage:
         except _Missing:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found") from None
 
+    async def open_stream(self, key: str) -> BodyStream:
+        try:
+            with _translated_errors():
+                response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key))
+        except _Missing:
+            raise NotFound(f"object {key!r} does not exist", code="object_not_found") from None
+        return BodyStream(response["Body"], response["ContentLength"])
+
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         with _translated_errors():
             await self._client.put_object(
@@ -168,6 +177,22 @@ class S3ObjectStorage:
                 # Another process (a second worker) may have created it since our HEAD.
                 if _error_code(exc) != "BucketAlreadyOwnedByYou":
                     raise
+
+
+class BodyStream:
+    """A GET's open response body, read off the socket chunk by chunk."""
+
+    def __init__(self, body: StreamingBody, size: int) -> None:
+        self._body = body
+        self.size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _translated_errors():
+            async for chunk in self._body.iter_chunks(CHUNK_BYTES):
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
 
 
 class _Missing(StorageUnavailable):

@@ -8,9 +8,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from pixelflow.api.render import json_response
+from pixelflow.api.spec import ApiRoute, Raw, Spec
 
 
 async def openapi_json(request: Request) -> Response:
@@ -39,9 +39,9 @@ def render_docs(spec: dict[str, Any]) -> str:
                 f"<p>{html.escape(op['summary'])}</p>"
             )
             if "requestBody" in op:
-                parts.append(f"<p>Body: {_schema_name(op['requestBody']['content'])}</p>")
+                parts.append(f"<p>Body: {_content_name(op['requestBody']['content'])}</p>")
             statuses = ", ".join(
-                f"{status}{' ' + _schema_name(r['content']) if 'content' in r else ''}"
+                f"{status}{' ' + _content_name(r['content']) if 'content' in r else ''}"
                 for status, r in op["responses"].items()
             )
             parts.append(f"<p>Responses: {statuses}</p>")
@@ -55,13 +55,27 @@ def render_docs(spec: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _schema_name(content: dict[str, Any]) -> str:
-    ref = str(content["application/json"]["schema"]["$ref"])
-    name = html.escape(ref.rsplit("/", 1)[-1])
+def _content_name(content: dict[str, Any]) -> str:
+    """A link to the body's schema, or its media type when it has no schema of ours."""
+    media_type, body = next(iter(content.items()))
+    ref = body["schema"].get("$ref")
+    if ref is None:
+        return html.escape(media_type)
+    name = html.escape(str(ref).rsplit("/", 1)[-1])
     return f"<a href='#{name}'>{name}</a>"
 
 
 routes = [
-    Route("/openapi.json", openapi_json, methods=["GET"]),
-    Route("/docs", docs_page, methods=["GET"]),
+    ApiRoute(
+        "/openapi.json",
+        openapi_json,
+        method="GET",
+        spec=Spec("This document", {200: Raw("OpenAPI 3.1, as JSON.", "application/json")}),
+    ),
+    ApiRoute(
+        "/docs",
+        docs_page,
+        method="GET",
+        spec=Spec("This document as a web page", {200: Raw("An HTML page.", "text/html")}),
+    ),
 ]

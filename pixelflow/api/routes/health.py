@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from pixelflow.api.deps import state
 from pixelflow.api.render import json_response
+from pixelflow.api.spec import ApiRoute, Spec
 from pixelflow.core.errors import PixelflowError
 from pixelflow.core.wire import HealthStatus
 
@@ -53,6 +53,15 @@ async def _check(ping: Callable[[], Awaitable[None]]) -> str:
 
 
 routes = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    ApiRoute("/healthz", healthz, method="GET", spec=Spec("Liveness", {200: HealthStatus})),
+    ApiRoute(
+        "/readyz",
+        readyz,
+        method="GET",
+        spec=Spec(
+            "Readiness of database, queue and storage",
+            # Not ready is a HealthStatus too: which checks fail, with error and code set.
+            {200: HealthStatus, 503: HealthStatus},
+        ),
+    ),
 ]

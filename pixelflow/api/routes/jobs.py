@@ -1,18 +1,26 @@
-"""/v1/jobs: each handler parses, calls one service method, and renders."""
+"""/v1/jobs: each handler authenticates, parses, calls one service method and renders; each
+route declares its ``Spec`` (the OpenAPI document is built from these)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from pixelflow.api.body import read_json_body
 from pixelflow.api.deps import route_template, state
-from pixelflow.api.render import job_view, json_response
+from pixelflow.api.render import job_view, json_response, stream_response
+from pixelflow.api.spec import ApiRoute, Header, Raw, Spec
 from pixelflow.core.errors import InvalidInput
-from pixelflow.core.states import JobStatus
-from pixelflow.core.validation import decode_create_request
-from pixelflow.core.wire import JobList
+from pixelflow.core.validation import decode_create_request, decode_query
+from pixelflow.core.wire import (
+    CreateJobRequest,
+    CreateJobResponse,
+    JobList,
+    JobView,
+    ListJobsQuery,
+    StartJobResponse,
+)
+from pixelflow.services.jobs import Redirect
 
 _MAX_IDEMPOTENCY_KEY = 255
 
@@ -45,24 +53,16 @@ async def start_job(request: Request) -> Response:
 async def get_job(request: Request) -> Response:
     api = state(request)
     user = await api.auth.user_id(request)
-    job = await api.ctx.jobs.get(user, request.path_params["job_id"], with_usage=True)
+    job = await api.ctx.jobs.get(user, request.path_params["job_id"])
     return json_response(job_view(job))
 
 
 async def list_jobs(request: Request) -> Response:
     api = state(request)
     user = await api.auth.user_id(request)
-    query = request.query_params
-    unknown = set(query) - {"limit", "cursor", "status"}
-    if unknown:
-        raise InvalidInput(
-            f"unknown query parameter {sorted(unknown)[0]!r}", code="unknown_parameter"
-        )
+    query = decode_query(request.query_params, ListJobsQuery)
     page = await api.ctx.jobs.list(
-        user,
-        limit=_int_param(query.get("limit"), "limit", default=20),
-        cursor=query.get("cursor") or None,
-        status=_status_param(query.get("status")),
+        user, limit=query.limit, cursor=query.cursor, status=query.status
     )
     return json_response(
         JobList(jobs=[job_view(job) for job in page.jobs], next_cursor=page.next_cursor)
@@ -80,15 +80,12 @@ async def cancel_job(request: Request) -> Response:
 async def get_output(request: Request) -> Response:
     api = state(request)
     user = await api.auth.user_id(request)
-    output = await api.ctx.jobs.output(
+    download = await api.ctx.jobs.download(
         user, request.path_params["job_id"], request.path_params["step_id"]
     )
-    storage = api.ctx.storage
-    url = await storage.download_url(output.object_key, expires_in=api.ctx.settings.presign_expiry)
-    if url is not None:
-        return RedirectResponse(url, status_code=307)
-    data = await storage.get(output.object_key)
-    return Response(data, media_type=output.content_type)
+    if isinstance(download, Redirect):
+        return RedirectResponse(download.url, status_code=307)
+    return stream_response(download.stream, media_type=download.content_type)
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -104,30 +101,77 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _int_param(raw: str | None, name: str, *, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer", code="invalid_parameter") from None
-
-
-def _status_param(raw: str | None) -> JobStatus | None:
-    if not raw:
-        return None
-    try:
-        return JobStatus(raw)
-    except ValueError:
-        choices = ", ".join(s.value for s in JobStatus)
-        raise InvalidInput(f"status must be one of {choices}", code="invalid_parameter") from None
-
+_LIMITED = 429  # the mutating routes take a rate-limit token
+_JOB_ID_ERRORS = (404, 503)
 
 routes = [
-    Route("/v1/jobs", create_job, methods=["POST"]),
-    Route("/v1/jobs", list_jobs, methods=["GET"]),
-    Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
-    Route("/v1/jobs/{job_id}/start", start_job, methods=["POST"]),
-    Route("/v1/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-    Route("/v1/jobs/{job_id}/outputs/{step_id}", get_output, methods=["GET"]),
+    ApiRoute(
+        "/v1/jobs",
+        create_job,
+        method="POST",
+        spec=Spec(
+            "Create a job",
+            {202: CreateJobResponse},
+            errors=(400, 409, 413, 415, _LIMITED, 503),
+            request=CreateJobRequest,
+            headers=(
+                Header(
+                    "Idempotency-Key",
+                    "Replays with the same key and body return the same job for 24 h.",
+                    {"type": "string", "minLength": 1, "maxLength": _MAX_IDEMPOTENCY_KEY},
+                ),
+                Header("traceparent", "W3C trace context, carried to the worker."),
+            ),
+        ),
+    ),
+    ApiRoute(
+        "/v1/jobs",
+        list_jobs,
+        method="GET",
+        spec=Spec(
+            "List the caller's jobs, newest first",
+            {200: JobList},
+            errors=(400, 503),
+            query=ListJobsQuery,
+        ),
+    ),
+    ApiRoute(
+        "/v1/jobs/{job_id}",
+        get_job,
+        method="GET",
+        spec=Spec("Get a job", {200: JobView}, errors=_JOB_ID_ERRORS),
+    ),
+    ApiRoute(
+        "/v1/jobs/{job_id}/start",
+        start_job,
+        method="POST",
+        spec=Spec(
+            "Verify the source and enqueue the job",
+            {202: StartJobResponse},
+            errors=(400, 404, 409, 413, _LIMITED, 503),
+        ),
+    ),
+    ApiRoute(
+        "/v1/jobs/{job_id}/cancel",
+        cancel_job,
+        method="POST",
+        spec=Spec(
+            "Cancel a job that has not finished",
+            {202: JobView},
+            errors=(404, 409, _LIMITED, 503),
+        ),
+    ),
+    ApiRoute(
+        "/v1/jobs/{job_id}/outputs/{step_id}",
+        get_output,
+        method="GET",
+        spec=Spec(
+            "Download an output: a redirect to a presigned URL, or the bytes",
+            {
+                200: Raw("The output's bytes, in its format's media type.", "image/*"),
+                307: Raw("Redirect to a presigned download URL (S3 storage)."),
+            },
+            errors=_JOB_ID_ERRORS,
+        ),
+    ),
 ]

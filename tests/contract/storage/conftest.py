@@ -1,8 +1,8 @@
 """Every ObjectStorage implementation, each with the HTTP side that serves its presigned URLs.
 
 S3 URLs are served by SeaweedFS itself. Local URLs are served by the API; here a minimal stand-in
-app does what the API's object routes do (``verify`` then ``put``/``get``), reached through
-httpx's ASGI transport.
+app does what the API's object route does (the real ``ObjectService``: ``verify`` then
+``put_stream``), reached through httpx's ASGI transport.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from pixelflow.adapters.storage.local import LocalObjectStorage
 from pixelflow.adapters.storage.protocol import ObjectStorage
 from pixelflow.adapters.storage.s3 import S3ObjectStorage
 from pixelflow.core.errors import Unauthorized
+from pixelflow.core.validation import decode_query
+from pixelflow.core.wire import SignedUrlQuery
+from pixelflow.services.objects import ObjectService
 from tests.support.seaweed import SeaweedServer
 
 PUBLIC_URL = "http://pixelflow.test"
@@ -111,35 +114,15 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[StorageUnderT
 
 
 def object_routes(storage: LocalObjectStorage, clock: SettableClock) -> Starlette:
-    """What the API does for ``/v1/objects/{key}``, minus body limits and error rendering."""
-
-    def check(request: Request) -> str:
-        key: str = request.path_params["key"]
-        query = request.query_params
-        storage.verify(
-            request.method, key, query.get("expires", ""), query.get("signature", ""), now=clock()
-        )
-        return key
+    """What the API does for ``PUT /v1/objects/{key}``, minus body limits and error rendering."""
+    objects = ObjectService(storage, clock=clock)
 
     async def put_object(request: Request) -> Response:
+        signed = decode_query(request.query_params, SignedUrlQuery)
         try:
-            key = check(request)
+            await objects.upload(request.path_params["key"], signed, request.stream())
         except Unauthorized as exc:
             return JSONResponse({"code": exc.code}, status_code=401)
-        content_type = request.headers.get("content-type", "application/octet-stream")
-        await storage.put(key, await request.body(), content_type=content_type)
         return Response(status_code=200)
 
-    async def get_object(request: Request) -> Response:
-        try:
-            key = check(request)
-        except Unauthorized as exc:
-            return JSONResponse({"code": exc.code}, status_code=401)
-        return Response(await storage.get(key), media_type="application/octet-stream")
-
-    return Starlette(
-        routes=[
-            Route("/v1/objects/{key:path}", put_object, methods=["PUT"]),
-            Route("/v1/objects/{key:path}", get_object, methods=["GET"]),
-        ]
-    )
+    return Starlette(routes=[Route("/v1/objects/{key:path}", put_object, methods=["PUT"])])

@@ -1,11 +1,11 @@
 """What only LocalObjectStorage does: key confinement, signature checks with their error codes,
-signed downloads through the API, atomic files, and disk failures as StorageUnavailable."""
+streamed uploads through the API, atomic files, and disk failures as StorageUnavailable."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -13,9 +13,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from pixelflow.adapters.storage import signing
 from pixelflow.adapters.storage.local import LocalObjectStorage
 from pixelflow.adapters.storage.protocol import SelfServedStorage
-from pixelflow.core.errors import InvalidInput, StorageUnavailable, Unauthorized
+from pixelflow.core.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StorageUnavailable,
+    Unauthorized,
+)
 from tests.contract.storage.conftest import PUBLIC_URL, SettableClock, object_routes
 
 KEY = "outputs/job-1/thumb.webp"
@@ -75,10 +82,11 @@ async def test_keys_that_could_escape_are_rejected_everywhere(
     attempts: list[Callable[[], Awaitable[object]]] = [
         lambda: storage.put(key, b"x", content_type="text/plain"),
         lambda: storage.get(key),
+        lambda: storage.open_stream(key),
+        lambda: storage.put_stream(key, _chunks(b"x")),
         lambda: storage.size(key),
         lambda: storage.delete(key),
         lambda: storage.presign_put(key, expires_in=60),
-        lambda: storage.presign_get(key, expires_in=60),
     ]
     for attempt in attempts:
         with pytest.raises(InvalidInput) as caught:
@@ -137,24 +145,66 @@ async def test_an_unusable_root_is_unavailable(root: Path, storage: LocalObjectS
         assert str(root) not in caught.value.message
 
 
-async def test_download_url_is_none_and_signed_get_serves_the_bytes(
-    storage: LocalObjectStorage, api: httpx.AsyncClient
-) -> None:
+async def test_download_url_is_none(storage: LocalObjectStorage) -> None:
+    # The API streams the bytes itself (the outputs route): there is nowhere to redirect to.
     await storage.put(KEY, b"webp bytes", content_type="image/webp")
 
     assert await storage.download_url(KEY, expires_in=60) is None
-    signed = await storage.presign_get(KEY, expires_in=60)
-    response = await api.get(signed.url)
-
-    assert response.status_code == 200
-    assert response.content == b"webp bytes"
-    assert signed.url.startswith(f"{PUBLIC_URL}/v1/objects/{KEY}?method=GET&expires=")
 
 
-async def test_a_get_url_cannot_upload(storage: LocalObjectStorage, api: httpx.AsyncClient) -> None:
-    signed = await storage.presign_get(KEY, expires_in=60)
+async def test_put_stream_writes_chunk_by_chunk(storage: LocalObjectStorage, root: Path) -> None:
+    written = await storage.put_stream(KEY, _chunks(b"first ", b"", b"second"))
 
-    response = await api.put(signed.url, content=b"overwrite")
+    assert written == len(b"first second")
+    assert await storage.get(KEY) == b"first second"
+    assert os.listdir(root / "outputs" / "job-1") == ["thumb.webp"]
+
+
+async def test_a_failed_put_stream_keeps_the_old_object(
+    storage: LocalObjectStorage, root: Path
+) -> None:
+    """The upload route's body raises PayloadTooLarge past the limit: nothing is written."""
+    await storage.put(KEY, b"old", content_type="image/webp")
+
+    async def too_large() -> AsyncIterator[bytes]:
+        yield b"new bytes"
+        raise PayloadTooLarge("the body is larger than 9 bytes")
+
+    with pytest.raises(PayloadTooLarge):
+        await storage.put_stream(KEY, too_large())
+
+    assert await storage.get(KEY) == b"old"
+    assert os.listdir(root / "outputs" / "job-1") == ["thumb.webp"]
+
+
+async def test_a_stream_opened_before_an_overwrite_reads_the_old_object(
+    storage: LocalObjectStorage,
+) -> None:
+    await storage.put(KEY, b"old object", content_type="image/webp")
+    stream = await storage.open_stream(KEY)
+    try:
+        await storage.put(KEY, b"new", content_type="image/webp")
+        assert stream.size == len(b"old object")
+        assert b"".join([chunk async for chunk in stream]) == b"old object"
+    finally:
+        await stream.aclose()
+
+
+async def test_a_directory_is_not_an_object_to_stream(storage: LocalObjectStorage) -> None:
+    await storage.put(KEY, b"x", content_type="image/webp")
+
+    with pytest.raises(NotFound):
+        await storage.open_stream("outputs/job-1")
+
+
+async def test_a_get_url_cannot_upload(
+    storage: LocalObjectStorage, api: httpx.AsyncClient, clock: SettableClock
+) -> None:
+    # A URL signed for another method (GET URLs are never issued, but the signature says so).
+    expires = int(clock().timestamp()) + 60
+    query = signing.signed_query(b"test-secret", "GET", KEY, expires)
+
+    response = await api.put(f"{PUBLIC_URL}/v1/objects/{KEY}?{query}", content=b"overwrite")
 
     assert response.status_code == 401
     assert response.json() == {"code": "invalid_signature"}
@@ -217,6 +267,11 @@ async def test_another_secret_does_not_verify(
     with pytest.raises(Unauthorized) as caught:
         other.verify("PUT", KEY, params["expires"], params["signature"], now=clock())
     assert caught.value.code == "invalid_signature"
+
+
+async def _chunks(*parts: bytes) -> AsyncIterable[bytes]:
+    for part in parts:
+        yield part
 
 
 def _params(url: str) -> dict[str, str]:

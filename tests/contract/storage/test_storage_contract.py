@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES
 from pixelflow.core.errors import NotFound
 from tests.contract.storage.conftest import StorageUnderTest
 
@@ -56,6 +57,43 @@ async def test_missing_object(subject: StorageUnderTest) -> None:
     with pytest.raises(NotFound) as caught:
         await subject.storage.get(SOURCE)
     assert caught.value.code == "object_not_found"
+    with pytest.raises(NotFound) as caught:
+        await subject.storage.open_stream(SOURCE)  # refused on opening, before any byte
+    assert caught.value.code == "object_not_found"
+
+
+async def test_open_stream_reads_the_object_in_bounded_chunks(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+    large = EVERY_BYTE * (3 * CHUNK_BYTES // len(EVERY_BYTE)) + b"tail"
+    await storage.put(OUTPUT, large, content_type="image/webp")
+
+    stream = await storage.open_stream(OUTPUT)
+    try:
+        chunks = [chunk async for chunk in stream]
+    finally:
+        await stream.aclose()
+
+    assert stream.size == len(large)
+    assert b"".join(chunks) == large
+    assert len(chunks) >= 4  # never the whole object at once
+    assert max(len(chunk) for chunk in chunks) <= CHUNK_BYTES
+
+
+async def test_a_stream_may_be_closed_unread_and_twice_and_may_be_empty(
+    subject: StorageUnderTest,
+) -> None:
+    storage = subject.storage
+    await storage.put(OUTPUT, b"bytes", content_type="image/webp")
+
+    stream = await storage.open_stream(OUTPUT)
+    await stream.aclose()
+    await stream.aclose()
+
+    await storage.put(SOURCE, b"", content_type="application/octet-stream")
+    opened = await storage.open_stream(SOURCE)
+    assert opened.size == 0
+    assert [chunk async for chunk in opened] == []
+    await opened.aclose()
 
 
 async def test_delete_removes_and_tolerates_missing(subject: StorageUnderTest) -> None:
