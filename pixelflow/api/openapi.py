@@ -115,27 +115,14 @@ def _header_parameters(spec: Spec) -> list[dict[str, Any]]:
 def _query_parameters(struct_schema: Mapping[str, Any]) -> list[dict[str, Any]]:
     required = set(struct_schema.get("required", ()))
     parameters = []
-    for name, schema in struct_schema["properties"].items():
-        schema = _without_null(schema)
+    for name, property_schema in struct_schema["properties"].items():
+        schema = dict(property_schema)
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
         if "description" in schema:
             parameter["description"] = schema.pop("description")
         parameter["schema"] = schema
         parameters.append(parameter)
     return parameters
-
-
-def _without_null(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A query parameter is absent or text: ``X | None = None`` becomes an optional ``X``."""
-    result = dict(schema)
-    options = result.get("anyOf")
-    if options is not None:
-        kept = [option for option in options if option != {"type": "null"}]
-        del result["anyOf"]
-        result |= kept[0] if len(kept) == 1 else {"anyOf": kept}
-    if result.get("default", 0) is None:
-        del result["default"]
-    return result
 
 
 def _operation_id(route: ApiRoute) -> str:

@@ -46,6 +46,7 @@ class Spec:
     # The JSON body's Struct, or a ``Raw`` for another media type (e.g. an upload's bytes).
     request: type[Any] | Raw | None = None
     # The query string's Struct; the handler decodes it with ``core.validation.decode_query``.
+    # Optional parameters default to a value or to UNSET (not None: see ``ListJobsQuery``).
     query: type[msgspec.Struct] | None = None
     headers: tuple[Header, ...] = ()
 

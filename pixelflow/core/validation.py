@@ -54,13 +54,17 @@ def decode_create_request(body: bytes) -> CreateJobRequest:
 
 def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
     """A query string as the Struct ``kind`` (values converted from text: ``limit=5`` is the
-    integer 5). An empty value counts as absent. Errors are ``InvalidInput`` with code
+    integer 5; ``limit=`` is not an integer). Errors are ``InvalidInput`` with code
     ``unknown_parameter`` or ``invalid_parameter``, naming the parameter."""
-    given = {name: value for name, value in params.items() if value != ""}
     try:
-        return msgspec.convert(given, kind, strict=False)
+        return msgspec.convert(dict(params), kind, strict=False)
     except msgspec.ValidationError as exc:
         raise _query_error(str(exc)) from None
+
+
+def given(value: T | msgspec.UnsetType) -> T | None:
+    """A decoded query parameter, or None when it was absent."""
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 def _query_error(text: str) -> InvalidInput:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from pixelflow.core.models import JobError, Output, SourceType, Step, Usage
 from pixelflow.core.states import JobStatus
@@ -74,13 +74,14 @@ LIST_LIMIT_MAX = 100
 
 
 class ListJobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
-    """GET /v1/jobs's query string."""
+    """GET /v1/jobs's query string. An absent parameter is UNSET, never None: lax decoding
+    would read the text "null" as None."""
 
     limit: Annotated[int, Meta(ge=1, le=LIST_LIMIT_MAX, description="Page size.")] = 20
     cursor: Annotated[
-        str | None, Meta(description="The previous page's next_cursor; none for the first page.")
-    ] = None
-    status: Annotated[JobStatus | None, Meta(description="Only jobs in this status.")] = None
+        str | UnsetType, Meta(description="The previous page's next_cursor (none: first page).")
+    ] = UNSET
+    status: Annotated[JobStatus | UnsetType, Meta(description="Only jobs in this status.")] = UNSET
 
 
 class SignedUrlQuery(Struct, kw_only=True):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import httpx
+from pathlib import Path
 
-from pixelflow.core.wire import CreateJobRequest
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pixelflow.api.app import create_app
+from pixelflow.api.openapi import build_openapi
+from pixelflow.api.spec import ApiRoute, Spec
+from pixelflow.config import Role, load_settings
+from pixelflow.core.wire import CreateJobRequest, HealthStatus
 from tests.api.conftest import ClientFactory
 from tests.support.jobs import job_body
 from tests.support.processes import free_port
@@ -28,10 +37,50 @@ async def test_openapi_is_generated_from_the_structs(client: httpx.AsyncClient) 
     assert resize["width"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 16384}
     post = spec["paths"]["/v1/jobs"]["post"]
     assert "202" in post["responses"] and "413" in post["responses"]
+    # Query parameters carry their Struct's types and constraints, not "string".
+    listed = {p["name"]: p for p in spec["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert listed["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "default": 20,
+    }
+    assert listed["status"]["schema"] == {"$ref": "#/components/schemas/JobStatus"}
+    upload = spec["paths"]["/v1/objects/{key}"]["put"]
+    assert {"200", "401", "413"} <= set(upload["responses"])
+    assert "application/octet-stream" in upload["requestBody"]["content"]
 
     page = await client.get("/docs")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "/v1/jobs/{job_id}/start" in page.text
+
+
+def test_the_document_is_built_from_every_route_of_the_app(tmp_path: Path) -> None:
+    settings = load_settings(Role.SERVE, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
+    app = create_app(settings)
+    spec = app.state.openapi
+
+    routes = [route for route in app.routes if isinstance(route, Route)]
+    assert routes and all(isinstance(route, ApiRoute) for route in routes)
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    declared = {(r.path_format, r.method.lower()) for r in routes if isinstance(r, ApiRoute)}
+    assert documented == declared
+
+
+def test_a_new_route_appears_by_declaring_its_spec() -> None:
+    async def handler(request: Request) -> Response:
+        raise NotImplementedError
+
+    extra = ApiRoute(
+        "/v1/usage", handler, method="GET", spec=Spec("Usage", {200: HealthStatus}, errors=(401,))
+    )
+    spec = build_openapi([extra])
+
+    operation = spec["paths"]["/v1/usage"]["get"]
+    assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert "HealthStatus" in spec["components"]["schemas"]
 
 
 async def test_metrics_are_served_with_route_templates(make_client: ClientFactory) -> None:

@@ -11,7 +11,7 @@ from pixelflow.api.deps import route_template, state
 from pixelflow.api.render import job_view, json_response, stream_response
 from pixelflow.api.spec import ApiRoute, Header, Raw, Spec
 from pixelflow.core.errors import InvalidInput
-from pixelflow.core.validation import decode_create_request, decode_query
+from pixelflow.core.validation import decode_create_request, decode_query, given
 from pixelflow.core.wire import (
     CreateJobRequest,
     CreateJobResponse,
@@ -62,7 +62,7 @@ async def list_jobs(request: Request) -> Response:
     user = await api.auth.user_id(request)
     query = decode_query(request.query_params, ListJobsQuery)
     page = await api.ctx.jobs.list(
-        user, limit=query.limit, cursor=query.cursor, status=query.status
+        user, limit=query.limit, cursor=given(query.cursor), status=given(query.status)
     )
     return json_response(
         JobList(jobs=[job_view(job) for job in page.jobs], next_cursor=page.next_cursor)
