@@ -1,14 +1,15 @@
-"""HMAC-signed object URLs: how the local storage lets a client PUT or GET one object.
+"""HMAC-signed object URLs: how the local storage lets a client PUT one object (it signs no GET:
+outputs are downloaded through the outputs route).
 
 A signed URL carries three query parameters:
 
-- ``method``: ``PUT`` or ``GET`` (informative; the server checks the request's own method),
+- ``method``: ``PUT`` (informative; the server checks the request's own method),
 - ``expires``: the unix second after which the URL is refused,
 - ``signature``: hex HMAC-SHA256, under the storage secret, of
   ``"pixelflow-object-url-v1\\n<METHOD>\\n<key>\\n<expires>"``.
 
 The signature covers the method, the key and the expiry, so none of them can be changed, and a
-PUT URL cannot be replayed as a GET (or the reverse). The version tag keeps these MACs apart from
+URL signed for one method cannot be used for another. The version tag keeps these MACs apart from
 anything else the same secret might sign.
 """
 
