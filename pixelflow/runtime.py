@@ -182,8 +182,9 @@ async def _open_storage(settings: Settings, stack: contextlib.AsyncExitStack) ->
         secret = settings.local_signing_secret or await asyncio.to_thread(
             load_or_create_secret, settings.data_dir / "signing.key"
         )
+        root = await asyncio.to_thread(_file_path, url)  # resolve() reads the file system
         storage: ObjectStorage = LocalObjectStorage(
-            _file_path(url), public_url=settings.public_url, secret=secret
+            root, public_url=settings.public_url, secret=secret
         )
     else:
         from pixelflow.adapters.storage.s3 import S3ObjectStorage
