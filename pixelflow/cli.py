@@ -84,10 +84,13 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 async def start_embedded(ctx: AppContext, stack: contextlib.AsyncExitStack) -> None:
-    """``serve``'s startup: the in-process worker, composed here so the API never imports it."""
+    """``serve``'s startup: the in-process worker and webhook delivery, composed here so the
+    API never imports them."""
+    from pixelflow.runtime import run_webhook_delivery
     from pixelflow.worker.local import start_embedded_worker
 
     await start_embedded_worker(ctx, stack)
+    await stack.enter_async_context(run_webhook_delivery(ctx))
     log.info(
         "embedded mode: data in %s; local_file sources under %s; docs at %s/docs",
         ctx.settings.data_dir,

@@ -15,6 +15,8 @@ from typing import Literal, TypeVar, cast
 
 from msgspec import Struct
 
+from pixelflow.core.signing import InvalidSecret, hmac_key
+
 T = TypeVar("T")
 
 AuthMode = Literal["api_key", "header", "none"]
@@ -74,6 +76,12 @@ class Settings(Struct, kw_only=True, frozen=True):
     reconcile_interval: float
     webhook_signing_secret: str | None
     webhook_allow_private: bool
+    webhook_timeout: float
+    webhook_max_attempts: int
+    webhook_initial_backoff: float
+    webhook_max_backoff: float
+    webhook_poll_interval: float
+    webhook_concurrency: int
     log_format: LogFormat
     log_level: str
 
@@ -228,7 +236,14 @@ def load_settings(
     default_metrics_host = "127.0.0.1" if embedded else ""
     public_url = (env.get("PIXELFLOW_PUBLIC_URL") or "").rstrip("/") or _public_url(api_addr)
     signing_secret = env.get("PIXELFLOW_LOCAL_SIGNING_SECRET") or ""
-    webhook_secret = env.get("WEBHOOK_SIGNING_SECRET") or None
+    webhook_secret = _webhook_secret(env.get("WEBHOOK_SIGNING_SECRET") or None, role, auth)
+    webhook_initial_backoff = env.parse("WEBHOOK_INITIAL_BACKOFF", "1", _float)
+    webhook_max_backoff = env.parse("WEBHOOK_MAX_BACKOFF", "3600", _float)
+    if webhook_max_backoff < webhook_initial_backoff:
+        raise ConfigError(
+            f"WEBHOOK_MAX_BACKOFF: {webhook_max_backoff:g} is less than "
+            f"WEBHOOK_INITIAL_BACKOFF ({webhook_initial_backoff:g})"
+        )
 
     return Settings(
         role=role,
@@ -284,6 +299,18 @@ def load_settings(
         ),
         webhook_signing_secret=webhook_secret,
         webhook_allow_private=env.parse("PIXELFLOW_WEBHOOK_ALLOW_PRIVATE", "false", _bool),
+        webhook_timeout=env.parse("WEBHOOK_TIMEOUT", "10", lambda n, r: _float(n, r, 0.1)),
+        webhook_max_attempts=env.parse(
+            "WEBHOOK_MAX_ATTEMPTS", "8", lambda n, r: _int(n, r, 1, 100)
+        ),
+        webhook_initial_backoff=webhook_initial_backoff,
+        webhook_max_backoff=webhook_max_backoff,
+        webhook_poll_interval=env.parse(
+            "WEBHOOK_POLL_INTERVAL", "1", lambda n, r: _float(n, r, 0.05)
+        ),
+        webhook_concurrency=env.parse(
+            "WEBHOOK_CONCURRENCY", "16", lambda n, r: _int(n, r, 1, 1000)
+        ),
         log_format=cast(
             LogFormat,
             env.parse("PIXELFLOW_LOG_FORMAT", "text", lambda n, r: _choice(n, r, ("text", "json"))),
@@ -294,6 +321,26 @@ def load_settings(
             lambda n, r: _choice(n, r.lower(), ("debug", "info", "warning", "error")),
         ),
     )
+
+
+def _webhook_secret(raw: str | None, role: Role, auth: str) -> str | None:
+    """The shared signing secret: required by ``api`` and ``worker`` unless every user has a
+    secret of their own (``api_key`` mode); ``serve`` makes one in its data dir if unset."""
+    name = "WEBHOOK_SIGNING_SECRET"
+    if raw is None:
+        if auth != "api_key" and role in {Role.API, Role.WORKER}:
+            raise ConfigError(
+                f"{name}: required for `pixelflow {role.value}` with PIXELFLOW_AUTH={auth} "
+                "(it signs every webhook; with api_key each user has a secret of their own)"
+            )
+        return None
+    if len(raw.strip()) < 16:
+        raise ConfigError(f"{name}: must be at least 16 characters")
+    try:
+        hmac_key(raw)
+    except InvalidSecret:
+        raise ConfigError(f"{name}: a whsec_ secret must be followed by base64") from None
+    return raw
 
 
 def _queue_name(name: str, raw: str) -> str:

@@ -6,6 +6,7 @@ This is the only module that knows which concrete adapter stands behind each Pro
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,18 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pixelflow.adapters.dns.protocol import Resolver
 from pixelflow.adapters.imaging.protocol import Imaging
 from pixelflow.adapters.queue.protocol import Queue
 from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
+from pixelflow.adapters.webhook.protocol import WebhookClient
 from pixelflow.config import Settings, load_or_create_secret
+from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
+from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.jobs import JobService
 from pixelflow.services.objects import ObjectService
-from pixelflow.services.policy import JobPolicy, WorkerPolicy
+from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
+from pixelflow.services.webhooks import AddressGuard, SigningSecrets, WebhookDeliverer
 from pixelflow.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,9 @@ class AppContext:
     jobs: JobService
     objects: ObjectService
     worker_policy: WorkerPolicy
+    webhook_guard: AddressGuard
+    webhook_secrets: SigningSecrets
+    webhook_client: WebhookClient
 
 
 def job_policy(settings: Settings) -> JobPolicy:
@@ -49,7 +58,19 @@ def job_policy(settings: Settings) -> JobPolicy:
         max_steps=settings.max_steps,
         max_source_bytes=settings.max_source_bytes,
         presign_expiry=settings.presign_expiry,
-        webhook_allow_private=settings.webhook_allow_private,
+    )
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        retry=RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            initial_backoff=settings.webhook_initial_backoff,
+            max_backoff=settings.webhook_max_backoff,
+        ),
+        timeout=settings.webhook_timeout,
+        batch=settings.webhook_concurrency,
+        poll_interval=settings.webhook_poll_interval,
     )
 
 
@@ -76,8 +97,15 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
         storage = await _open_storage(settings, stack)
         sources = _open_sources(settings)
         rate_limiter = await _open_rate_limiter(settings, metrics, stack)
+        resolver = _open_resolver(stack)
+        guard = AddressGuard(resolver, allow_private=settings.webhook_allow_private)
         jobs = JobService(
-            store=store, queue=queue, storage=storage, sources=sources, policy=job_policy(settings)
+            store=store,
+            queue=queue,
+            storage=storage,
+            sources=sources,
+            policy=job_policy(settings),
+            guard=guard,
         )
         yield AppContext(
             settings=settings,
@@ -90,6 +118,9 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             jobs=jobs,
             objects=ObjectService(storage if isinstance(storage, SelfServedStorage) else None),
             worker_policy=worker_policy(settings),
+            webhook_guard=guard,
+            webhook_secrets=SigningSecrets(store, shared=_shared_webhook_secret(settings)),
+            webhook_client=_open_webhook_client(stack),
         )
 
 
@@ -135,6 +166,41 @@ def build_reconciler(ctx: AppContext) -> Reconciler:
     return Reconciler(
         store=ctx.store, queue=ctx.queue, policy=ctx.worker_policy, metrics=ctx.metrics
     )
+
+
+def build_webhook_deliverer(ctx: AppContext) -> WebhookDeliverer:
+    return WebhookDeliverer(
+        store=ctx.store,
+        client=ctx.webhook_client,
+        guard=ctx.webhook_guard,
+        secrets=ctx.webhook_secrets,
+        policy=webhook_policy(ctx.settings),
+    )
+
+
+@contextlib.asynccontextmanager
+async def run_webhook_delivery(ctx: AppContext) -> AsyncIterator[WebhookDeliverer]:
+    """Deliver due webhooks in the background until the block ends."""
+    deliverer = build_webhook_deliverer(ctx)
+    task = asyncio.create_task(deliverer.run_forever(), name="webhook-delivery")
+    try:
+        yield deliverer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _shared_webhook_secret(settings: Settings) -> str | None:
+    """The secret that signs every event, or None when each user has their own (api_key)."""
+    if settings.auth == "api_key":
+        return None
+    if settings.webhook_signing_secret is not None:
+        return settings.webhook_signing_secret
+    # Only `serve` gets here (config requires the variable elsewhere): one made once and kept
+    # in the data directory, so receivers keep verifying across restarts.
+    key = load_or_create_secret(settings.data_dir / "webhook-signing.key")
+    return signing.SECRET_PREFIX + base64.b64encode(key).decode()
 
 
 # -- adapter selection -------------------------------------------------------------------------
@@ -197,6 +263,22 @@ async def _open_storage(settings: Settings, stack: contextlib.AsyncExitStack) ->
         )
     stack.push_async_callback(storage.close)
     return storage
+
+
+def _open_resolver(stack: contextlib.AsyncExitStack) -> Resolver:
+    from pixelflow.adapters.dns.threaded import ThreadedResolver
+
+    resolver = ThreadedResolver()
+    stack.push_async_callback(resolver.aclose)
+    return resolver
+
+
+def _open_webhook_client(stack: contextlib.AsyncExitStack) -> WebhookClient:
+    from pixelflow.adapters.webhook.aiohttp_client import AiohttpWebhookClient
+
+    client = AiohttpWebhookClient()
+    stack.push_async_callback(client.aclose)
+    return client
 
 
 def _open_sources(settings: Settings) -> SourceFiles | None:

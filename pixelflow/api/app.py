@@ -15,7 +15,7 @@ from pixelflow.api.errors import HANDLERS
 from pixelflow.api.middleware import MetricsMiddleware
 from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
-from pixelflow.api.routes import docs, health, jobs, objects
+from pixelflow.api.routes import docs, health, jobs, objects, webhooks
 from pixelflow.config import Settings
 from pixelflow.runtime import AppContext, open_context
 from pixelflow.telemetry.metrics import Metrics, MetricsServer
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             yield
 
     app = Starlette(
-        routes=[*jobs.routes, *objects.routes, *health.routes, *docs.routes],
+        routes=[*jobs.routes, *webhooks.routes, *objects.routes, *health.routes, *docs.routes],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers=HANDLERS,
         lifespan=lifespan,

@@ -9,8 +9,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pixelflow.adapters.storage.protocol import ObjectStream
-from pixelflow.core.models import Job
-from pixelflow.core.wire import JobView
+from pixelflow.core.wire import job_view
+
+__all__ = ["job_view", "json_response", "stream_response"]
 
 
 def json_response(
@@ -43,25 +44,3 @@ class _ObjectStreamResponse(StreamingResponse):
 
 def stream_response(stream: ObjectStream, *, media_type: str) -> Response:
     return _ObjectStreamResponse(stream, media_type=media_type)
-
-
-def job_view(job: Job) -> JobView:
-    return JobView(
-        id=job.id,
-        job_id=job.id,
-        user_id=job.user_id,
-        status=job.status,
-        source_type=job.source_type,
-        object_key=job.object_key,
-        webhook_url=job.webhook_url,
-        pipeline=job.pipeline,
-        outputs=job.outputs,
-        error=job.error,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        queued_at=job.queued_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        updated_at=job.updated_at,
-        usage=job.usage,
-    )

@@ -136,6 +136,17 @@ class Usage(Struct, kw_only=True):
     compute_time_ms: int
 
 
+class WebhookStatus(Struct, kw_only=True):
+    """Where the delivery of a job's outcome event stands (shown on ``GET /v1/jobs/{id}``)."""
+
+    event: str
+    event_id: str
+    state: str  # pending | delivered | failed
+    attempts: int
+    last_status: int | None = None
+    next_attempt_at: datetime | None = None
+
+
 class Job(Struct, kw_only=True):
     """A job as the store keeps it. Internal fields never leave through the API as-is."""
 
@@ -163,6 +174,8 @@ class Job(Struct, kw_only=True):
     request_hash: str | None = None
     traceparent: str | None = None
     usage: Usage | None = None
+    # Read from webhook_events; the store writes it only through ``transition``.
+    webhook: WebhookStatus | None = None
 
 
 class Transition(Struct, kw_only=True):
@@ -190,6 +203,72 @@ class Transition(Struct, kw_only=True):
 class JobPage(Struct, kw_only=True):
     jobs: list[Job]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks
+# ---------------------------------------------------------------------------------------------
+
+
+class WebhookEvent(Struct, kw_only=True):
+    """One job outcome to deliver: recorded with the transition that caused it."""
+
+    id: str  # evt_…, the Standard Webhooks webhook-id: stable across retries
+    job_id: str
+    user_id: str
+    event: str
+    url: str
+    payload: bytes  # the exact body every attempt sends
+    state: str  # pending | delivered | failed
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+class WebhookAttempt(Struct, kw_only=True):
+    """The result of one delivery attempt, recorded by ``Store.record_webhook_attempt``."""
+
+    event_id: str
+    attempt: int  # 1-based; the event's attempts counter must be attempt - 1
+    attempted_at: datetime
+    duration_ms: int
+    state: str  # the event's state after this attempt
+    status_code: int | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class WebhookDelivery(Struct, kw_only=True):
+    """One row of ``webhook_deliveries``: one attempt, as it happened."""
+
+    event_id: str
+    attempt: int
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+class WebhookSecret(Struct, kw_only=True):
+    """A user's signing secret, and the one it replaced while that still signs."""
+
+    user_id: str
+    secret: str
+    created_at: datetime
+    previous_secret: str | None = None
+    previous_expires_at: datetime | None = None
+
+    def signing(self, now: datetime) -> list[str]:
+        """The secrets that sign at ``now``, newest first."""
+        previous, until = self.previous_secret, self.previous_expires_at
+        if previous is not None and until is not None and now < until:
+            return [self.secret, previous]
+        return [self.secret]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from pixelflow.core.models import JobError, Output, SourceType, Step, Usage
+from pixelflow.core.models import Job, JobError, Output, SourceType, Step, Usage, WebhookStatus
 from pixelflow.core.states import JobStatus
 
 
@@ -44,7 +44,9 @@ class StartJobResponse(Struct, kw_only=True):
     enqueued_at: datetime | None
 
 
-class JobView(Struct, kw_only=True):
+class JobRecord(Struct, kw_only=True):
+    """The job as clients see it: the API's job view and every webhook body share it."""
+
     id: str
     job_id: str
     user_id: str
@@ -62,6 +64,76 @@ class JobView(Struct, kw_only=True):
     finished_at: datetime | None
     updated_at: datetime
     usage: Usage | None
+
+
+class WebhookView(Struct, kw_only=True):
+    event: str
+    event_id: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None
+    next_attempt_at: datetime | None
+
+
+class JobView(JobRecord, kw_only=True):
+    # Present once the job has an outcome event (it has a webhook_url and has finished).
+    webhook: WebhookView | None = None
+
+
+class WebhookEventBody(JobRecord, kw_only=True):
+    """A webhook's body: the job record plus the event's name and id (SPEC §5)."""
+
+    event: str
+    event_id: str
+
+
+class WebhookSecretView(Struct, kw_only=True):
+    secret: str
+    # After a rotation: until when the previous secret still signs.
+    previous_expires_at: datetime | None = None
+
+
+def job_record_fields(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "status": job.status,
+        "source_type": job.source_type,
+        "object_key": job.object_key,
+        "webhook_url": job.webhook_url,
+        "pipeline": job.pipeline,
+        "outputs": job.outputs,
+        "error": job.error,
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "queued_at": job.queued_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "updated_at": job.updated_at,
+        "usage": job.usage,
+    }
+
+
+def webhook_view(status: WebhookStatus | None) -> WebhookView | None:
+    if status is None:
+        return None
+    return WebhookView(
+        event=status.event,
+        event_id=status.event_id,
+        state=status.state,  # type: ignore[arg-type]  # the store's CHECK allows only these
+        attempts=status.attempts,
+        last_status=status.last_status,
+        next_attempt_at=status.next_attempt_at,
+    )
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(**job_record_fields(job), webhook=webhook_view(job.webhook))
+
+
+def event_body(job: Job, *, event: str, event_id: str) -> WebhookEventBody:
+    return WebhookEventBody(**job_record_fields(job), event=event, event_id=event_id)
 
 
 class JobList(Struct, kw_only=True):

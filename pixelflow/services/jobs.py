@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +13,6 @@ import msgspec
 from pixelflow.adapters.queue.protocol import Queue
 from pixelflow.adapters.storage.protocol import ObjectStorage, ObjectStream, SourceFiles
 from pixelflow.adapters.store.protocol import Store
-from pixelflow.core import netpolicy
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
 from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from pixelflow.core.formats import upload_key
@@ -24,22 +21,9 @@ from pixelflow.core.states import CANCELABLE, JobStatus
 from pixelflow.core.validation import validate_pipeline
 from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
 from pixelflow.services.policy import JobPolicy
+from pixelflow.services.webhooks import AddressGuard
 
 log = logging.getLogger(__name__)
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (empty when it does not resolve)."""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5
-        )
-    except (OSError, TimeoutError):
-        return []
-    return sorted({str(info[4][0]) for info in infos})
 
 
 @dataclass(frozen=True)
@@ -66,9 +50,9 @@ class JobService:
         storage: ObjectStorage,
         sources: SourceFiles | None,
         policy: JobPolicy,
+        guard: AddressGuard,
         clock: Clock = utc_now,
         new_id: IdFactory = new_job_id,
-        resolver: Resolver = resolve_host,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -77,7 +61,7 @@ class JobService:
         self.policy = policy
         self.clock = clock
         self.new_id = new_id
-        self.resolver = resolver
+        self.guard = guard
 
     # -- create ----------------------------------------------------------------------------
 
@@ -92,7 +76,7 @@ class JobService:
         validate_pipeline(request.pipeline, max_steps=self.policy.max_steps)
         webhook_url = request.webhook_url or None
         if webhook_url is not None:
-            await self._check_webhook(webhook_url)
+            await self.guard.check_url(webhook_url)
 
         job_id = self.new_id()
         if request.source_type == "local_file":
@@ -130,12 +114,6 @@ class JobService:
         # so it runs in a thread, off the event loop.
         await asyncio.to_thread(self.sources.resolve, object_key)
         return object_key
-
-    async def _check_webhook(self, url: str) -> None:
-        host, port = netpolicy.webhook_host(url)
-        if self.policy.webhook_allow_private:
-            return
-        netpolicy.check_addresses(host, await self.resolver(host, port))
 
     async def _created_response(self, job: Job) -> CreateJobResponse:
         if job.source_type == "s3_presigned":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.core.wire import LIST_LIMIT_MAX
 
 
@@ -11,7 +12,6 @@ class JobPolicy(Struct, kw_only=True, frozen=True):
     max_steps: int = 32
     max_source_bytes: int = 50 * 1024 * 1024
     presign_expiry: int = 900
-    webhook_allow_private: bool = False
     list_limit_max: int = LIST_LIMIT_MAX
 
 
@@ -26,3 +26,12 @@ class WorkerPolicy(Struct, kw_only=True, frozen=True):
     lease_seconds: float = 30.0
     # A queued job this old that the queue does not know about is re-enqueued.
     requeue_grace: float = 30.0
+
+
+class WebhookPolicy(Struct, kw_only=True, frozen=True):
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float = 10.0  # per attempt
+    # A claim's lease lasts the attempt's timeout plus this, so it never ends mid-attempt.
+    lease_margin: float = 5.0
+    batch: int = 16  # events claimed (and sent concurrently) per pass
+    poll_interval: float = 1.0

@@ -18,7 +18,13 @@ from arq.worker import Worker, func
 from pixelflow.adapters.queue.arq import PROCESS_JOB_FUNCTION, handle_payload, worker_settings
 from pixelflow.config import Settings
 from pixelflow.core.models import JobTask
-from pixelflow.runtime import build_processor, build_reconciler, open_context, open_imaging
+from pixelflow.runtime import (
+    build_processor,
+    build_reconciler,
+    open_context,
+    open_imaging,
+    run_webhook_delivery,
+)
 from pixelflow.services.reconciler import Reconciler
 from pixelflow.telemetry.metrics import Metrics, MetricsServer
 
@@ -42,6 +48,8 @@ async def serve_worker(settings: Settings) -> None:
         ctx = await stack.enter_async_context(open_context(settings, metrics))
         imaging = await stack.enter_async_context(open_imaging(settings))
         processor = build_processor(ctx, imaging)
+        # Webhooks go out from a loop of their own, never from an image-processing attempt.
+        await stack.enter_async_context(run_webhook_delivery(ctx))
         if settings.worker_metrics_addr is not None:
             server = MetricsServer.start(
                 metrics, settings.worker_metrics_addr, variable="WORKER_METRICS_ADDR"

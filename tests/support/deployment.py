@@ -51,6 +51,9 @@ FAST_TIMINGS = {
     "WORKER_JOB_TIMEOUT": "60",
 }
 
+# The shared webhook signing secret of header-mode deployments (Standard Webhooks form).
+TEST_WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXBpeGVsZmxvdy13ZWJob29rcw=="
+
 # Logged by `pixelflow worker` just before arq starts polling.
 WORKER_READY = "worker consuming queue"
 
@@ -88,6 +91,8 @@ class Deployment:
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "AWS_DEFAULT_REGION": s3.region,
             "PIXELFLOW_AUTH": "header",
+            # Signs every webhook in header mode; api and worker refuse to start without it.
+            "WEBHOOK_SIGNING_SECRET": TEST_WEBHOOK_SECRET,
             "PIXELFLOW_API_ADDR": self.url.removeprefix("http://"),
             "PIXELFLOW_API_METRICS_ADDR": "",
             "WORKER_METRICS_ADDR": "",
@@ -104,9 +109,9 @@ class Deployment:
         """Start ``pixelflow <command>`` as ``name`` (unique per deployment), without waiting."""
         assert name not in self.processes, f"process name {name!r} already used"
         merged = {**self.env, **env}
-        if command != "api":
-            # Only the API authenticates: the others start without an identity setting, as in a
-            # deployment that configures each process separately.
+        if command not in {"api", "worker"}:
+            # Only the API authenticates, and the worker signs webhooks by the same mode (the
+            # user's own secret, or the shared one): the others start without it.
             merged.pop("PIXELFLOW_AUTH", None)
         process = PixelflowProcess([command], env=merged, log_path=self.workdir / f"{name}.log")
         process.env = {

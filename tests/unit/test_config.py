@@ -13,6 +13,7 @@ PRODUCTION = {
     "PIXELFLOW_REDIS_URL": "redis://redis:6379/0",
     "PIXELFLOW_STORAGE_URL": "s3://bucket/prefix",
     "PIXELFLOW_AUTH": "header",
+    "WEBHOOK_SIGNING_SECRET": "a-shared-secret-of-some-length",
 }
 
 
@@ -58,6 +59,15 @@ def test_production_roles_need_their_urls() -> None:
         ("PIXELFLOW_QUEUE_NAME", "has space"),
         ("PIXELFLOW_AUTH", "basic"),
         ("PIXELFLOW_LOCAL_SOURCE_ROOT", "/does/not/exist"),
+        ("WEBHOOK_TIMEOUT", "0"),
+        ("WEBHOOK_TIMEOUT", "soon"),
+        ("WEBHOOK_MAX_ATTEMPTS", "0"),
+        ("WEBHOOK_INITIAL_BACKOFF", "-1"),
+        ("WEBHOOK_MAX_BACKOFF", "0.5"),  # less than the initial backoff (1)
+        ("WEBHOOK_POLL_INTERVAL", "0"),
+        ("WEBHOOK_CONCURRENCY", "0"),
+        ("WEBHOOK_SIGNING_SECRET", "short"),
+        ("WEBHOOK_SIGNING_SECRET", "whsec_not base64 at all!!"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
@@ -87,3 +97,31 @@ def test_api_keys_are_refused_only_where_they_would_authenticate() -> None:
     with pytest.raises(ConfigError, match="PIXELFLOW_AUTH"):
         load_settings(Role.API, environ)
     assert load_settings(Role.WORKER, environ).auth == "api_key"
+
+
+def test_webhook_delivery_defaults_follow_the_spec() -> None:
+    settings = load_settings(Role.WORKER, PRODUCTION)
+    assert (
+        settings.webhook_timeout,
+        settings.webhook_max_attempts,
+        settings.webhook_initial_backoff,
+        settings.webhook_max_backoff,
+    ) == (10, 8, 1, 3600)
+
+
+@pytest.mark.parametrize("role", [Role.API, Role.WORKER])
+@pytest.mark.parametrize("auth", ["header", "none"])
+def test_shared_signing_secret_is_required_outside_api_key_mode(role: Role, auth: str) -> None:
+    environ = {k: v for k, v in PRODUCTION.items() if k != "WEBHOOK_SIGNING_SECRET"}
+    environ["PIXELFLOW_AUTH"] = auth
+    environ["PIXELFLOW_API_ADDR"] = "127.0.0.1:8080"
+    with pytest.raises(ConfigError, match="^WEBHOOK_SIGNING_SECRET: required"):
+        load_settings(role, environ)
+
+
+def test_api_key_mode_and_serve_need_no_shared_secret(tmp_path: Path) -> None:
+    environ = {k: v for k, v in PRODUCTION.items() if k != "WEBHOOK_SIGNING_SECRET"}
+    environ["PIXELFLOW_AUTH"] = "api_key"
+    assert load_settings(Role.WORKER, environ).webhook_signing_secret is None
+    serve = load_settings(Role.SERVE, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
+    assert serve.webhook_signing_secret is None  # serve keeps one in its data dir

@@ -7,6 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import msgspec
+
 from pixelflow.adapters.store import statements as sql
 from pixelflow.adapters.store.codec import (
     Row,
@@ -14,10 +16,24 @@ from pixelflow.adapters.store.codec import (
     encode_cursor,
     job_from_row,
     usage_from_row,
+    webhook_delivery_from_row,
+    webhook_event_from_row,
+    webhook_secret_from_row,
 )
+from pixelflow.core import webhooks
 from pixelflow.core.errors import Conflict
-from pixelflow.core.models import Job, JobPage, Transition, Usage
+from pixelflow.core.models import (
+    Job,
+    JobPage,
+    Transition,
+    Usage,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSecret,
+)
 from pixelflow.core.states import JobStatus
+from pixelflow.core.wire import event_body
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # A create whose key is released or taken by a concurrent request starts over; more than a
@@ -123,9 +139,18 @@ class SqlStore(abc.ABC):
                     sql.upsert_usage(change.job_id, matched["user_id"], change.usage, change.at)
                 )
             row = await conn.fetchrow(sql.select_job(change.job_id))
-        if row is None:  # pragma: no cover - the row was just updated in this transaction
-            raise RuntimeError(f"job {change.job_id} vanished inside its own transaction")
-        return job_from_row(row)
+            if row is None:  # pragma: no cover - the row was just updated in this transaction
+                raise RuntimeError(f"job {change.job_id} vanished inside its own transaction")
+            job = job_from_row(row)
+            event = _outcome_event(job, change.at)
+            if event is not None:
+                # The outcome and its event commit together: no event without the outcome,
+                # no outcome without its event.
+                await conn.execute(sql.insert_webhook_event(event))
+                row = await conn.fetchrow(sql.select_job(change.job_id))
+                assert row is not None
+                job = job_from_row(row)
+        return job
 
     async def renew_lease(self, job_id: str, *, attempt: int, until: datetime) -> bool:
         async with self._connection() as conn:
@@ -148,3 +173,83 @@ class SqlStore(abc.ABC):
         async with self._connection() as conn:
             row = await conn.fetchrow(sql.select_usage(job_id))
         return None if row is None else usage_from_row(row)
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def claim_webhook_events(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookEvent]:
+        async with self._connection() as conn:
+            due = await conn.fetch(sql.due_webhook_events(now=now, limit=limit))
+        claimed: list[WebhookEvent] = []
+        for candidate in due:
+            claim = sql.claim_webhook_event(
+                candidate["id"], attempts=candidate["attempts"], now=now, until=lease_until
+            )
+            async with self._connection() as conn:
+                row = await conn.fetchrow(claim)
+            if row is not None:
+                claimed.append(webhook_event_from_row(row))
+        return claimed
+
+    async def record_webhook_attempt(self, attempt: WebhookAttempt) -> bool:
+        async with self._transaction() as conn:
+            if await conn.fetchrow(sql.finish_webhook_attempt(attempt)) is None:
+                return False
+            await conn.execute(sql.insert_webhook_delivery(attempt))
+        return True
+
+    async def webhook_events(self, job_id: str) -> list[WebhookEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.select_webhook_events(job_id))
+        return [webhook_event_from_row(row) for row in rows]
+
+    async def webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.select_webhook_deliveries(event_id))
+        return [webhook_delivery_from_row(row) for row in rows]
+
+    async def webhook_secret(
+        self, user_id: str, *, new_secret: str, now: datetime
+    ) -> WebhookSecret:
+        async with self._transaction() as conn:
+            await conn.execute(sql.insert_webhook_secret(user_id, new_secret, now))
+            row = await conn.fetchrow(sql.select_webhook_secret(user_id))
+        assert row is not None, "the secret was inserted or already there"
+        return webhook_secret_from_row(row)
+
+    async def rotate_webhook_secret(
+        self, user_id: str, *, new_secret: str, now: datetime, overlap: timedelta
+    ) -> WebhookSecret:
+        rotate = sql.rotate_webhook_secret(
+            user_id, new_secret, at=now, previous_until=now + overlap
+        )
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(rotate)
+            if row is None:  # no secret yet: the new one is the first
+                await conn.execute(sql.insert_webhook_secret(user_id, new_secret, now))
+                row = await conn.fetchrow(sql.select_webhook_secret(user_id))
+        assert row is not None
+        return webhook_secret_from_row(row)
+
+
+def _outcome_event(job: Job, at: datetime) -> WebhookEvent | None:
+    """The event a job's terminal transition records, if the job has a webhook."""
+    event = webhooks.EVENT_FOR.get(job.status)
+    if event is None or job.webhook_url is None:
+        return None
+    event_id = webhooks.new_event_id()
+    payload = msgspec.json.encode(event_body(job, event=event, event_id=event_id))
+    return WebhookEvent(
+        id=event_id,
+        job_id=job.id,
+        user_id=job.user_id,
+        event=event,
+        url=job.webhook_url,
+        payload=payload,
+        state="pending",
+        attempts=0,
+        created_at=at,
+        updated_at=at,
+        next_attempt_at=at,
+    )

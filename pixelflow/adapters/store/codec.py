@@ -15,7 +15,17 @@ from typing import Any, Protocol
 import msgspec
 
 from pixelflow.core.errors import InvalidInput
-from pixelflow.core.models import Job, JobError, Output, Step, Usage
+from pixelflow.core.models import (
+    Job,
+    JobError,
+    Output,
+    Step,
+    Usage,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSecret,
+    WebhookStatus,
+)
 from pixelflow.core.states import JobStatus
 
 
@@ -64,8 +74,53 @@ TIME_COLUMNS: frozenset[str] = frozenset(
         "finished_at",
         "lease_expires_at",
         "run_after",
+        "next_attempt_at",
+        "attempted_at",
+        "previous_expires_at",
+        "webhook_next_attempt_at",
     }
 )
+WEBHOOK_EVENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "job_id",
+    "user_id",
+    "event",
+    "url",
+    "payload",
+    "state",
+    "attempts",
+    "last_status",
+    "last_error",
+    "next_attempt_at",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+)
+WEBHOOK_DELIVERY_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "attempt",
+    "attempted_at",
+    "status_code",
+    "error",
+    "duration_ms",
+    "next_attempt_at",
+)
+WEBHOOK_SECRET_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "secret",
+    "created_at",
+    "previous_secret",
+    "previous_expires_at",
+)
+# The job's outcome event, joined onto every job row under these names.
+JOB_WEBHOOK_COLUMNS: dict[str, str] = {
+    "webhook_event_id": "id",
+    "webhook_event": "event",
+    "webhook_state": "state",
+    "webhook_attempts": "attempts",
+    "webhook_last_status": "last_status",
+    "webhook_next_attempt_at": "next_attempt_at",
+}
 
 _pipeline = msgspec.json.Decoder(list[Step])
 _outputs = msgspec.json.Decoder(list[Output])
@@ -112,7 +167,42 @@ def job_from_row(row: Row) -> Job:
     fields["outputs"] = _outputs.decode(row["outputs"])
     error = row["error"]
     fields["error"] = None if error is None else _error.decode(error)
-    return Job(**fields, usage=usage_from_row(row, prefix="usage_"))
+    return Job(
+        **fields, usage=usage_from_row(row, prefix="usage_"), webhook=webhook_status_from_row(row)
+    )
+
+
+def webhook_status_from_row(row: Row) -> WebhookStatus | None:
+    if row["webhook_event_id"] is None:
+        return None
+    return WebhookStatus(
+        event=row["webhook_event"],
+        event_id=row["webhook_event_id"],
+        state=row["webhook_state"],
+        attempts=row["webhook_attempts"],
+        last_status=row["webhook_last_status"],
+        next_attempt_at=row["webhook_next_attempt_at"],
+    )
+
+
+def webhook_event_values(event: WebhookEvent) -> dict[str, object]:
+    values = {column: getattr(event, column) for column in WEBHOOK_EVENT_COLUMNS}
+    values["payload"] = event.payload.decode()
+    return values
+
+
+def webhook_event_from_row(row: Row) -> WebhookEvent:
+    fields = {column: row[column] for column in WEBHOOK_EVENT_COLUMNS}
+    fields["payload"] = str(row["payload"]).encode()
+    return WebhookEvent(**fields)
+
+
+def webhook_delivery_from_row(row: Row) -> WebhookDelivery:
+    return WebhookDelivery(**{column: row[column] for column in WEBHOOK_DELIVERY_COLUMNS})
+
+
+def webhook_secret_from_row(row: Row) -> WebhookSecret:
+    return WebhookSecret(**{column: row[column] for column in WEBHOOK_SECRET_COLUMNS})
 
 
 def usage_from_row(row: Row, *, prefix: str = "") -> Usage | None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from pixelflow.core.models import Job, JobPage, Transition, Usage
+from pixelflow.core.models import (
+    Job,
+    JobPage,
+    Transition,
+    Usage,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSecret,
+)
 from pixelflow.core.states import JobStatus
 
 
@@ -57,6 +66,40 @@ class Store(Protocol):
         ...
 
     async def get_usage(self, job_id: str) -> Usage | None: ...
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def claim_webhook_events(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookEvent]:
+        """Pending events due by ``now`` that nobody holds, each claimed by a compare-and-set
+        lease until ``lease_until`` (two callers never claim the same attempt)."""
+        ...
+
+    async def record_webhook_attempt(self, attempt: WebhookAttempt) -> bool:
+        """Record one attempt (a delivery row) and the event's new state, atomically; False,
+        recording nothing, if the event is no longer pending at ``attempt.attempt - 1``
+        attempts (another delivery got there first). Releases the lease."""
+        ...
+
+    async def webhook_events(self, job_id: str) -> list[WebhookEvent]: ...
+
+    async def webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        """Every attempt made for the event, in order."""
+        ...
+
+    async def webhook_secret(
+        self, user_id: str, *, new_secret: str, now: datetime
+    ) -> WebhookSecret:
+        """The user's signing secret, created atomically from ``new_secret`` if they have
+        none (concurrent callers all get the one that was stored)."""
+        ...
+
+    async def rotate_webhook_secret(
+        self, user_id: str, *, new_secret: str, now: datetime, overlap: timedelta
+    ) -> WebhookSecret:
+        """Replace the user's secret; the one replaced keeps signing until ``now + overlap``."""
+        ...
 
     async def ping(self) -> None:
         """Raise ``DatabaseUnavailable`` if the store cannot be used."""

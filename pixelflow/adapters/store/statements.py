@@ -11,12 +11,17 @@ from typing import NamedTuple
 
 from pixelflow.adapters.store.codec import (
     JOB_COLUMNS,
+    JOB_WEBHOOK_COLUMNS,
     USAGE_COLUMNS,
+    WEBHOOK_DELIVERY_COLUMNS,
+    WEBHOOK_EVENT_COLUMNS,
+    WEBHOOK_SECRET_COLUMNS,
     job_values,
     to_json,
     usage_values,
+    webhook_event_values,
 )
-from pixelflow.core.models import Job, Transition, Usage
+from pixelflow.core.models import Job, Transition, Usage, WebhookAttempt, WebhookEvent
 from pixelflow.core.states import TERMINAL, JobStatus, can_transition
 
 
@@ -44,7 +49,11 @@ _SELECT_JOB = (
     + ", ".join(f"j.{column}" for column in JOB_COLUMNS)
     + ", "
     + ", ".join(f"u.{column} AS usage_{column}" for column in USAGE_COLUMNS)
+    + ", "
+    + ", ".join(f"w.{column} AS {alias}" for alias, column in JOB_WEBHOOK_COLUMNS.items())
     + " FROM jobs AS j LEFT JOIN usage_logs AS u ON u.job_id = j.id"
+    # A job reaches one terminal status, so it has at most one outcome event.
+    + " LEFT JOIN webhook_events AS w ON w.job_id = j.id"
 )
 _IDEMPOTENCY_CONFLICT = (
     " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
@@ -196,4 +205,123 @@ def expired_leases(*, now: datetime, limit: int) -> Statement:
     return arg.statement(
         f"{_SELECT_JOB} WHERE j.status = 'processing' AND j.lease_expires_at < {arg(now)}"
         f" ORDER BY j.lease_expires_at, j.id LIMIT {arg(limit)}"
+    )
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+_EVENT_COLUMNS = ", ".join(WEBHOOK_EVENT_COLUMNS)
+
+
+def insert_webhook_event(event: WebhookEvent) -> Statement:
+    """One event per job and outcome: a second insert for the same pair does nothing."""
+    arg = _Args()
+    values = webhook_event_values(event)
+    placeholders = ", ".join(arg(value) for value in values.values())
+    return arg.statement(
+        f"INSERT INTO webhook_events ({', '.join(values)}) VALUES ({placeholders})"
+        " ON CONFLICT (job_id, event) DO NOTHING"
+    )
+
+
+def due_webhook_events(*, now: datetime, limit: int) -> Statement:
+    arg = _Args()
+    at = arg(now)
+    return arg.statement(
+        f"SELECT id, attempts FROM webhook_events WHERE state = 'pending'"
+        f" AND next_attempt_at <= {at}"
+        f" AND (lease_expires_at IS NULL OR lease_expires_at < {at})"
+        f" ORDER BY next_attempt_at, id LIMIT {arg(limit)}"
+    )
+
+
+def claim_webhook_event(
+    event_id: str, *, attempts: int, now: datetime, until: datetime
+) -> Statement:
+    """Compare-and-set: take the lease only if nobody holds it and no attempt was recorded
+    since the event was read."""
+    arg = _Args()
+    at = arg(now)
+    return arg.statement(
+        f"UPDATE webhook_events SET lease_expires_at = {arg(until)}, updated_at = {at}"
+        f" WHERE id = {arg(event_id)} AND state = 'pending' AND attempts = {arg(attempts)}"
+        f" AND (lease_expires_at IS NULL OR lease_expires_at < {at})"
+        f" RETURNING {_EVENT_COLUMNS}"
+    )
+
+
+def finish_webhook_attempt(attempt: WebhookAttempt) -> Statement:
+    """Fenced by the attempt number: a delivery whose lease was taken over records nothing."""
+    arg = _Args()
+    return arg.statement(
+        f"UPDATE webhook_events SET attempts = {arg(attempt.attempt)},"
+        f" state = {arg(attempt.state)}, last_status = {arg(attempt.status_code)},"
+        f" last_error = {arg(attempt.error)}, next_attempt_at = {arg(attempt.next_attempt_at)},"
+        f" lease_expires_at = NULL, updated_at = {arg(attempt.attempted_at)}"
+        f" WHERE id = {arg(attempt.event_id)} AND state = 'pending'"
+        f" AND attempts = {arg(attempt.attempt - 1)} RETURNING id"
+    )
+
+
+def insert_webhook_delivery(attempt: WebhookAttempt) -> Statement:
+    arg = _Args()
+    values: dict[str, object] = {
+        "event_id": attempt.event_id,
+        "attempt": attempt.attempt,
+        "attempted_at": attempt.attempted_at,
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "duration_ms": attempt.duration_ms,
+        "next_attempt_at": attempt.next_attempt_at,
+    }
+    placeholders = ", ".join(arg(value) for value in values.values())
+    return arg.statement(
+        f"INSERT INTO webhook_deliveries ({', '.join(values)}) VALUES ({placeholders})"
+    )
+
+
+def select_webhook_events(job_id: str) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"SELECT {_EVENT_COLUMNS} FROM webhook_events WHERE job_id = {arg(job_id)}"
+        " ORDER BY created_at, id"
+    )
+
+
+def select_webhook_deliveries(event_id: str) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"SELECT {', '.join(WEBHOOK_DELIVERY_COLUMNS)} FROM webhook_deliveries"
+        f" WHERE event_id = {arg(event_id)} ORDER BY attempt"
+    )
+
+
+_SECRET_COLUMNS = ", ".join(WEBHOOK_SECRET_COLUMNS)
+
+
+def insert_webhook_secret(user_id: str, secret: str, at: datetime) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"INSERT INTO webhook_secrets (user_id, secret, created_at)"
+        f" VALUES ({arg(user_id)}, {arg(secret)}, {arg(at)})"
+        " ON CONFLICT (user_id) DO NOTHING"
+    )
+
+
+def select_webhook_secret(user_id: str) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"SELECT {_SECRET_COLUMNS} FROM webhook_secrets WHERE user_id = {arg(user_id)}"
+    )
+
+
+def rotate_webhook_secret(
+    user_id: str, secret: str, *, at: datetime, previous_until: datetime
+) -> Statement:
+    """One statement, so two concurrent rotations each keep a consistent (new, previous)."""
+    arg = _Args()
+    return arg.statement(
+        f"UPDATE webhook_secrets SET previous_secret = secret,"
+        f" previous_expires_at = {arg(previous_until)}, secret = {arg(secret)},"
+        f" created_at = {arg(at)} WHERE user_id = {arg(user_id)} RETURNING {_SECRET_COLUMNS}"
     )

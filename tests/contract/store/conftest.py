@@ -32,7 +32,9 @@ class Database:
             return await SqliteStore.open(self.location)
         store = await PostgresStore.open(self.location, max_size=4)
         # One database serves the whole session; each test starts from empty tables.
-        await self._postgres_scalar("TRUNCATE jobs, usage_logs")
+        await self._postgres_scalar(
+            "TRUNCATE jobs, usage_logs, webhook_events, webhook_deliveries, webhook_secrets"
+        )
         return store
 
     async def count(self, table: str) -> int:

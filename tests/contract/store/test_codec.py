@@ -16,15 +16,35 @@ from pixelflow.adapters.store.codec import (
     from_micros,
     to_micros,
 )
-from pixelflow.core.models import Job, Usage
+from pixelflow.core.models import (
+    Job,
+    Usage,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSecret,
+    WebhookStatus,
+)
 from tests.contract.store.helpers import T0, make_job
 
 
 def test_columns_cover_every_field() -> None:
-    job_fields = {f.name for f in msgspec.structs.fields(Job)} - {"usage"}
+    # usage and webhook are read from their own tables, joined.
+    job_fields = {f.name for f in msgspec.structs.fields(Job)} - {"usage", "webhook"}
     assert set(JOB_COLUMNS) == job_fields
     assert set(USAGE_COLUMNS) == {f.name for f in msgspec.structs.fields(Usage)}
-    times = {f.name for f in msgspec.structs.fields(Job) if "datetime" in str(f.type)}
+    # Every time field of every stored struct is a time column (SQLite decodes them by name).
+    times = {
+        prefix + f.name
+        for struct, prefix in (
+            (Job, ""),
+            (WebhookEvent, ""),
+            (WebhookDelivery, ""),
+            (WebhookSecret, ""),
+            (WebhookStatus, "webhook_"),
+        )
+        for f in msgspec.structs.fields(struct)
+        if "datetime" in str(f.type)
+    }
     assert times == TIME_COLUMNS
 
 
