@@ -115,7 +115,7 @@ def test_shared_signing_secret_is_required_outside_api_key_mode(role: Role, auth
     environ = {k: v for k, v in PRODUCTION.items() if k != "WEBHOOK_SIGNING_SECRET"}
     environ["PIXELFLOW_AUTH"] = auth
     environ["PIXELFLOW_API_ADDR"] = "127.0.0.1:8080"
-    with pytest.raises(ConfigError, match="^WEBHOOK_SIGNING_SECRET: required"):
+    with pytest.raises(ConfigError, match=r"^WEBHOOK_SIGNING_SECRET: required"):
         load_settings(role, environ)
 
 
