@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -305,6 +307,27 @@ async def test_the_resolver_answers_empty_for_unknown_names(resolver: ThreadedRe
     assert "127.0.0.1" in await resolver.resolve("localhost", 80)
     assert await resolver.resolve("no-such-host.invalid", 80) == []
     assert await resolver.resolve("10.1.2.3", 80) == ["10.1.2.3"]
+
+
+async def test_slow_lookups_fill_only_the_resolvers_own_pool() -> None:
+    release = threading.Event()
+
+    def stuck(host: str, *args: object) -> list[tuple[object, ...]]:
+        release.wait(10)  # a DNS server that never answers
+        return []
+
+    slow = ThreadedResolver(workers=2, timeout=0.5, lookup=stuck)
+    try:
+        started = time.monotonic()
+        # More stuck lookups than the default executor has threads (min(32, cores + 4)).
+        answers = await asyncio.gather(*(slow.resolve(f"h{n}.example", 443) for n in range(40)))
+        assert answers == [[]] * 40  # each bounded by the timeout, "does not resolve"
+        assert time.monotonic() - started < 3
+        # Meanwhile the loop's default executor (storage and SQLite I/O) is free.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
+    finally:
+        release.set()
+        await slow.aclose()
 
 
 # -- per-user secrets ----------------------------------------------------------------------------

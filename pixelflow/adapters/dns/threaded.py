@@ -9,25 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 DEFAULT_WORKERS = 4
 DEFAULT_TIMEOUT = 5.0
 
 
+Lookup = Callable[..., list[tuple[Any, ...]]]
+
+
 class ThreadedResolver:
-    def __init__(self, *, workers: int = DEFAULT_WORKERS, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT,
+        lookup: Lookup = socket.getaddrinfo,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelflow-dns")
         self._timeout = timeout
+        self._lookup = lookup
         self._closed = False
 
     async def resolve(self, host: str, port: int) -> list[str]:
         if self._closed:
             raise RuntimeError("the resolver is closed")
         loop = asyncio.get_running_loop()
-        lookup = loop.run_in_executor(
-            self._pool, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
-        )
+        lookup = loop.run_in_executor(self._pool, self._lookup, host, port, 0, socket.SOCK_STREAM)
         try:
             infos = await asyncio.wait_for(lookup, timeout=self._timeout)
         except (OSError, TimeoutError, UnicodeError):
