@@ -186,9 +186,11 @@ async def run_webhook_delivery(ctx: AppContext) -> AsyncIterator[WebhookDelivere
     try:
         yield deliverer
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Attempts in flight get their timeout to finish and be recorded; one cut short is
+        # sent again once its claim expires.
+        deliverer.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=ctx.settings.webhook_timeout + 1)
 
 
 def _shared_webhook_secret(settings: Settings) -> str | None:

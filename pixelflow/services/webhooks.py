@@ -131,9 +131,15 @@ class WebhookDeliverer:
         self.clock = clock
         self.jitter = jitter
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for due events now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the attempts in flight, then let ``run_forever`` return."""
+        self._stopping = True
         self._wake.set()
 
     async def run_once(self) -> int:
@@ -144,19 +150,24 @@ class WebhookDeliverer:
         events = await self.store.claim_webhook_events(
             now=now, lease_until=now + lease, limit=self.policy.batch
         )
-        if events:
-            await asyncio.gather(*(self.deliver(event) for event in events))
+        results = await asyncio.gather(
+            *(self.deliver(event) for event in events), return_exceptions=True
+        )
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, BaseException):
+                # Nothing was recorded: the claim runs out and the attempt is made again.
+                log.error("webhook %s: attempt not recorded", event.id, exc_info=result)
         return len(events)
 
     async def run_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 claimed = await self.run_once()
             except Exception:
                 log.exception("webhook delivery pass failed")
                 claimed = 0
-            if claimed >= self.policy.batch:
-                continue  # more may be due right now
+            if claimed >= self.policy.batch or self._stopping:
+                continue  # more may be due right now (or it is time to stop)
             self._wake.clear()
             try:
                 async with asyncio.timeout(self.policy.poll_interval):

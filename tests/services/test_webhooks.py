@@ -260,6 +260,19 @@ async def test_concurrent_delivery_loops_send_each_attempt_once(
     assert sorted(r.path for r in receiver.requests) == sorted(f"/many/{n}" for n in range(10))
 
 
+async def test_stopping_lets_the_attempt_in_flight_finish_and_be_recorded(
+    store: SqliteStore, receiver: Receiver, resolver: ThreadedResolver
+) -> None:
+    job = await finished_job(store, receiver.script("/finishing", Reply(200, delay=0.5)))
+    loop = deliverer(store, resolver)
+    task = asyncio.create_task(loop.run_forever())
+    await receiver.wait_for("/finishing", 1)
+    loop.stop()
+    await asyncio.wait_for(task, 5)
+    (event,) = await store.webhook_events(job.id)
+    assert (event.state, event.attempts) == ("delivered", 1)
+
+
 # -- the address guard -------------------------------------------------------------------------
 
 
