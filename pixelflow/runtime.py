@@ -25,12 +25,14 @@ from pixelflow.config import Settings, load_or_create_secret
 from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
+from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.jobs import JobService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
-from pixelflow.services.webhooks import AddressGuard, SigningSecrets, WebhookDeliverer
+from pixelflow.services.webhook_secrets import SigningSecrets
+from pixelflow.services.webhooks import WebhookDeliverer
 from pixelflow.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)

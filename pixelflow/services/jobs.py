@@ -20,8 +20,8 @@ from pixelflow.core.models import Job, JobPage, JobTask, Output, Transition
 from pixelflow.core.states import CANCELABLE, JobStatus
 from pixelflow.core.validation import validate_pipeline
 from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
+from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import JobPolicy
-from pixelflow.services.webhooks import AddressGuard
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,10 @@ from pixelflow.core.errors import Conflict, InvalidInput
 from pixelflow.core.models import Job, WebhookEvent
 from pixelflow.core.states import JobStatus
 from pixelflow.core.webhooks import RetryPolicy
+from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import WebhookPolicy
-from pixelflow.services.webhooks import AddressGuard, SigningSecrets, WebhookDeliverer
+from pixelflow.services.webhook_secrets import SigningSecrets
+from pixelflow.services.webhooks import WebhookDeliverer
 from tests.contract.store.helpers import drive, make_job
 from tests.support.processes import free_port
 from tests.support.receiver import Receiver, Reply
