@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import httpx
 import pytest
 
+from pixelflow.adapters.store.schema import available
 from tests.support.deployment import Deployment, production_deployment
 from tests.support.jobs import DONE_WHEN_OUTPUTS, DONE_WHEN_PIPELINE, decode, loader_format
 from tests.support.postgres import create_database, drop_database, run_sync
@@ -515,7 +516,11 @@ def test_migrate_applies_each_migration_once() -> None:
             )
             assert result.returncode == 0, result.stderr.decode()
             outputs.append(result.stdout.decode().strip())
-        assert outputs == ["applied 1 migration(s): 0001_jobs", "applied 0 migration(s)"]
+        versions = [migration.version for migration in available()]
+        assert outputs == [
+            f"applied {len(versions)} migration(s): {', '.join(versions)}",
+            "applied 0 migration(s)",
+        ]
     finally:
         run_sync(lambda: drop_database(database_url))
 
@@ -543,4 +548,6 @@ async def test_api_processes_starting_together_migrate_once(
             rows = await conn.fetch("SELECT version FROM schema_migrations")
         finally:
             await conn.close()
-        assert [row["version"] for row in rows] == ["0001_jobs"], deployment.logs()
+        assert [row["version"] for row in rows] == [m.version for m in available()], (
+            deployment.logs()
+        )
