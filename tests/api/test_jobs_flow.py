@@ -38,7 +38,7 @@ async def _check_done_when_outputs(client: httpx.AsyncClient, job: dict[str, Any
         assert loader_format(image) == loader
 
 
-async def test_local_file_job_end_to_end(client: httpx.AsyncClient) -> None:
+async def test_local_file_job_end_to_end(client: httpx.AsyncClient, fixtures_dir: Path) -> None:
     created = await client.post(
         "/v1/jobs", json=job_body(*DONE_WHEN_PIPELINE, source="local_file", key="photo-12mp.jpg")
     )
@@ -66,7 +66,7 @@ async def test_local_file_job_end_to_end(client: httpx.AsyncClient) -> None:
     await _check_done_when_outputs(client, job)
     assert job["attempts"] == 1
     usage = job["usage"]
-    assert usage["bytes_in"] == 3800749
+    assert usage["bytes_in"] == (fixtures_dir / "photo-12mp.jpg").stat().st_size
     assert usage["pixels_processed"] == 800 * 600 + 4000 * 3000 + 400 * 400 + 320 * 240
     assert usage["bytes_out"] == sum(o["bytes"] for o in job["outputs"])
     assert job["created_at"] <= job["queued_at"] <= job["started_at"] <= job["finished_at"]
