@@ -47,6 +47,14 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str,
             "invalid_field",
             "pipeline[1].width must be 1..16384",
         ),
+        *(
+            (
+                job_body({"id": "a", "action": "watermark", "watermark": {"text": text}}),
+                "invalid_field",
+                "pipeline[0].watermark.text must be one line",
+            )
+            for text in ("two\nlines", "cr\r", "tab\there", "nul\x00", "del\x7f", "ls\u2028")
+        ),
         (
             job_body({"id": "a", "action": "resize", "width": "wide"}),
             "invalid_field",
