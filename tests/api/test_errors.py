@@ -191,6 +191,19 @@ async def test_unknown_routes_and_methods_are_json(client: httpx.AsyncClient) ->
 
 
 @pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/jobs/"), ("POST", "/v1/jobs/"), ("GET", "/healthz/"), ("GET", "/v1/jobs/x/")],
+)
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, json={})
+    body = _assert_error(response, 404, "not_found")
+    assert "location" not in response.headers
+    assert body["error"] == f"no route for {method} {path}"
+
+
+@pytest.mark.parametrize(
     ("url", "code"),
     [
         ("http://127.0.0.1:9000/hook", "webhook_url_not_allowed"),
