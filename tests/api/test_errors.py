@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -144,11 +146,34 @@ async def test_local_paths_are_confined_to_the_root(client: httpx.AsyncClient, k
     _assert_error(await client.post("/v1/jobs", json=body), 400, expected)
 
 
-async def test_local_file_missing_is_source_missing_at_start(client: httpx.AsyncClient) -> None:
-    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="nope.jpg")
+@pytest.mark.parametrize("key", ["nope.jpg", "sub/nope.jpg", "bad-empty.png/x"])
+async def test_a_missing_local_file_is_refused_at_create(
+    client: httpx.AsyncClient, key: str
+) -> None:
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key=key)
+    error = _assert_error(await client.post("/v1/jobs", json=body), 400, "local_file_missing")
+    assert error["error"] == f"the local file {key!r} does not exist under the local source root"
+    assert (await client.get("/v1/jobs")).json()["jobs"] == []
+
+
+async def test_a_directory_is_not_a_local_file(
+    client: httpx.AsyncClient, source_root: Path
+) -> None:
+    await asyncio.to_thread((source_root / "photos").mkdir)
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="photos")
+    _assert_error(await client.post("/v1/jobs", json=body), 400, "local_file_missing")
+
+
+async def test_a_local_file_gone_before_start_is_source_missing(
+    client: httpx.AsyncClient, source_root: Path
+) -> None:
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
     created = await client.post("/v1/jobs", json=body)
     assert created.status_code == 202
-    _assert_error(await client.post(created.json()["start_url"]), 409, "source_missing")
+    await asyncio.to_thread((source_root / "rocket.jpg").unlink)
+    error = _assert_error(await client.post(created.json()["start_url"]), 409, "source_missing")
+    assert error["error"] == "the local file 'rocket.jpg' no longer exists under the source root"
+    assert "upload" not in error["error"]
 
 
 async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None:
