@@ -287,3 +287,29 @@ async def test_source_bigger_than_limit_is_refused_at_start(make_client: ClientF
     body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
     created = (await client.post("/v1/jobs", json=body)).json()
     _assert_error(await client.post(created["start_url"]), 413, "source_too_large")
+
+
+async def test_an_overlong_idempotency_key_is_refused(client: httpx.AsyncClient) -> None:
+    body = job_body({"id": "a", "action": "convert"})
+    response = await client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k" * 256})
+    _assert_error(response, 400, "invalid_idempotency_key")
+
+
+async def test_an_output_the_job_does_not_have_is_404(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    job_id = created.json()["job_id"]
+    response = await client.get(f"/v1/jobs/{job_id}/outputs/a")
+    _assert_error(response, 404, "output_not_found")
+
+
+async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncClient) -> None:
+    request = client.build_request("POST", "/v1/jobs", content=b"{}")
+    request.headers["Content-Length"] = "two"
+    _assert_error(await client.send(request), 400, "bad_request")
+
+
+async def test_readyz_names_a_broken_storage(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    await asyncio.to_thread((tmp_path / "data" / "objects").rmdir)
+    response = await client.get("/readyz")
+    body = _assert_error(response, 503, "not_ready")
+    assert body["checks"]["storage"] == "unavailable"  # type: ignore[index]
