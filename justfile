@@ -21,4 +21,4 @@ lint:
 
 # Imaging benchmarks (not pass/fail tests).
 bench:
-    .venv/bin/python bench/bench_imaging.py
+    .venv/bin/python -m bench.bench_imaging

@@ -1,6 +1,9 @@
 """Benchmark: a responsive set from the 12 MP photo, decoded once, against one decode per output.
 
-    .venv/bin/python bench/bench_imaging.py [--rounds 5] [--workers 2] [--source PATH]
+    .venv/bin/python -m bench.bench_imaging [--rounds 5] [--workers 2] [--source PATH]
+
+Run it from the repository's root. Without ``--source`` it times the suite's 12 MP sample photo
+(``tests/support/images.py``), generated in memory first.
 
 Prints per-job timings for the shared-decode pipeline (PixelFlow) and for the way an image
 server works (one ``thumbnail_buffer`` per URL), then the throughput of ``--workers`` jobs at
@@ -22,8 +25,8 @@ import pyvips
 from pixelflow.adapters.imaging.protocol import ImageLimits
 from pixelflow.adapters.imaging.vips import VipsImaging, configure_libvips, render_job
 from pixelflow.core.models import Step
+from tests.support.images import PHOTO_QUALITY, photo_12mp
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 LIMITS = ImageLimits(max_pixels=100_000_000, max_bytes=50 * 1024 * 1024)
 WIDTHS = (1600, 800, 320)
 
@@ -73,15 +76,18 @@ async def throughput(source: bytes, workers: int, jobs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=FIXTURES / "photo-12mp.jpg")
+    parser.add_argument("--source", type=Path, help="an image file (default: the 12 MP sample)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    source = args.source.read_bytes()
+    if args.source is None:
+        name, source = "photo-12mp.jpg", bytes(photo_12mp().jpegsave_buffer(Q=PHOTO_QUALITY))
+    else:
+        name, source = args.source.name, args.source.read_bytes()
     configure_libvips()
     widths = "/".join(map(str, WIDTHS))
-    print(f"{args.source.name}: {len(source)} bytes; outputs {widths} px JPEG + 800 px WebP")
+    print(f"{name}: {len(source)} bytes; outputs {widths} px JPEG + 800 px WebP")
     timed("pixelflow (decode once)", args.rounds, lambda: render_job(source, RESPONSIVE, LIMITS))
     timed("image server (decode per URL)", args.rounds, lambda: per_url(source))
     asyncio.run(throughput(source, args.workers, jobs=args.workers * args.rounds))

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pixelflow.config import ConfigError, Role, Settings, load_settings
+from pixelflow.config import ConfigError, Role, Settings, load_settings, prepare_data_dir
 from pixelflow.core.errors import PixelflowError
 from pixelflow.telemetry.logging import configure_logging
 
@@ -80,6 +80,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(Role.SERVE, overrides=_serve_overrides(args))
+    prepare_data_dir(settings)
     return _run_http(settings, on_startup=start_embedded)
 
 

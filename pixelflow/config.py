@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from msgspec import Struct
 
@@ -207,6 +210,11 @@ def load_settings(
         source_root = env.get("PIXELFLOW_LOCAL_SOURCE_ROOT") or None
 
     _url("PIXELFLOW_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
+    if database_url.startswith("sqlite") and not database_url.split("://", 1)[1].strip("/"):
+        raise ConfigError(
+            f"PIXELFLOW_DATABASE_URL: {database_url!r} names no file; use "
+            "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
     if redis_url is not None:
         _url("PIXELFLOW_REDIS_URL", redis_url, ("redis", "rediss", "unix"))
     _url("PIXELFLOW_STORAGE_URL", storage_url, ("file", "s3"))
@@ -234,7 +242,20 @@ def load_settings(
         )
 
     default_metrics_host = "127.0.0.1" if embedded else ""
-    public_url = (env.get("PIXELFLOW_PUBLIC_URL") or "").rstrip("/") or _public_url(api_addr)
+    if embedded and env.get("WORKER_METRICS_ADDR"):
+        # serve's worker runs inside the API process and nothing would listen there.
+        raise ConfigError(
+            "WORKER_METRICS_ADDR: not used by `pixelflow serve`, whose in-process worker is "
+            "measured with the API (PIXELFLOW_API_METRICS_ADDR); unset it"
+        )
+    public_url = _public_url_setting(env.get("PIXELFLOW_PUBLIC_URL") or "") or _public_url(api_addr)
+    retry_backoff = env.parse("WORKER_RETRY_BACKOFF", "2", _float)
+    retry_max_backoff = env.parse("WORKER_RETRY_MAX_BACKOFF", "300", _float)
+    if retry_backoff > retry_max_backoff:
+        raise ConfigError(
+            f"WORKER_RETRY_BACKOFF: {retry_backoff:g} s is above "
+            f"WORKER_RETRY_MAX_BACKOFF ({retry_max_backoff:g} s)"
+        )
     signing_secret = env.get("PIXELFLOW_LOCAL_SIGNING_SECRET") or ""
     webhook_secret = _webhook_secret(env.get("WEBHOOK_SIGNING_SECRET") or None, role, auth)
     webhook_initial_backoff = env.parse("WEBHOOK_INITIAL_BACKOFF", "1", _float)
@@ -267,7 +288,7 @@ def load_settings(
         local_source_root=local_root,
         local_signing_secret=signing_secret.encode() if signing_secret else b"",
         auth=cast(AuthMode, auth),
-        user_id_header=env.get("PIXELFLOW_USER_ID_HEADER") or "X-User-ID",
+        user_id_header=env.parse("PIXELFLOW_USER_ID_HEADER", "X-User-ID", _header_name),
         rate_limit_capacity=env.parse("PIXELFLOW_RATE_LIMIT_CAPACITY", "60", _int),
         rate_limit_window=env.parse(
             "PIXELFLOW_RATE_LIMIT_WINDOW", "60", lambda n, r: _float(n, r, 0.001)
@@ -291,8 +312,8 @@ def load_settings(
         ),
         worker_max_attempts=env.parse("WORKER_MAX_ATTEMPTS", "5", lambda n, r: _int(n, r, 1, 100)),
         worker_job_timeout=env.parse("WORKER_JOB_TIMEOUT", "180", lambda n, r: _float(n, r, 0.1)),
-        worker_retry_backoff=env.parse("WORKER_RETRY_BACKOFF", "2", _float),
-        worker_retry_max_backoff=env.parse("WORKER_RETRY_MAX_BACKOFF", "300", _float),
+        worker_retry_backoff=retry_backoff,
+        worker_retry_max_backoff=retry_max_backoff,
         worker_lease_seconds=env.parse("WORKER_LEASE_SECONDS", "30", lambda n, r: _float(n, r, 1)),
         reconcile_interval=env.parse(
             "WORKER_RECONCILE_INTERVAL", "15", lambda n, r: _float(n, r, 0.1)
@@ -343,6 +364,31 @@ def _webhook_secret(raw: str | None, role: Role, auth: str) -> str | None:
     return raw
 
 
+# RFC 9110 field name: a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _header_name(name: str, raw: str) -> str:
+    value = raw.strip() or "X-User-ID"  # blank means the default, as when unset
+    if not _TOKEN.fullmatch(value):
+        raise ConfigError(f"{name}: {raw!r} is not a valid HTTP header name")
+    return value
+
+
+def _public_url_setting(raw: str) -> str:
+    """``PIXELFLOW_PUBLIC_URL``: empty, or an absolute http(s) URL (no query or fragment); it
+    prefixes every signed URL handed to clients."""
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PIXELFLOW_PUBLIC_URL: {raw!r} must be an absolute http:// or https:// URL "
+            "such as https://images.example.com"
+        )
+    return raw.rstrip("/")
+
+
 def _queue_name(name: str, raw: str) -> str:
     if not raw or not all(c.isalnum() or c in "-_.:" for c in raw):
         raise ConfigError(f"{name}: {raw!r} must be non-empty letters, digits, - _ . :")
@@ -356,6 +402,22 @@ def _is_loopback(host: str) -> bool:
 def _public_url(addr: Address) -> str:
     host = "127.0.0.1" if addr.host in {"0.0.0.0", "::", ""} else addr.host
     return f"http://{host}:{addr.port}"
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory and prove it writable, so a bad ``PIXELFLOW_DATA_DIR`` is one
+    ``ConfigError`` line at startup rather than a traceback from whichever adapter touches it
+    first."""
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"PIXELFLOW_DATA_DIR: {path} cannot be created or written ({reason})"
+        ) from None
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -253,7 +253,7 @@ async def _open_storage(settings: Settings, stack: contextlib.AsyncExitStack) ->
             load_or_create_secret, settings.data_dir / "signing.key"
         )
         root = await asyncio.to_thread(_file_path, url)  # resolve() reads the file system
-        storage: ObjectStorage = LocalObjectStorage(
+        storage: ObjectStorage = await LocalObjectStorage.open(
             root, public_url=settings.public_url, secret=secret
         )
     else:

@@ -61,5 +61,8 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
+    # Starlette answers a path with a stray trailing slash with a bare 307 to the other spelling;
+    # an API client is better served by the JSON 404 every other unknown path gets.
+    app.router.redirect_slashes = False
     app.state.openapi = build_openapi(app.routes)
     return app

@@ -21,6 +21,8 @@ from pixelflow.core.validation import translate_validation_error
 from pixelflow.core.wire import CreateJobResponse, JobView
 
 _POLL_INTERVAL = 0.25
+# Exit status when --timeout runs out before the job finishes, as timeout(1) uses.
+STILL_RUNNING_EXIT = 124
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +46,13 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the API's base URL")
     parser.add_argument("--user", help="user id sent in X-User-ID (header auth mode)")
     parser.add_argument("--out", type=Path, default=Path("."), help="where to save the outputs")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the job")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds to wait for the job (default 300); past it, submit stops waiting, prints "
+        f"the job's URL and exits with status {STILL_RUNNING_EXIT}: the job keeps running",
+    )
     parser.set_defaults(run=run_submit)
 
 
@@ -109,6 +117,18 @@ def run_submit(args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         return 2
+    except StillRunning as exc:
+        # Giving up waiting is not canceling: the job may still succeed, so say where it is.
+        job_url = f"{args.url.rstrip('/')}/v1/jobs/{exc.job.id}"
+        console.print(
+            f"[yellow]gave up waiting:[/yellow] job {exc.job.id} is still {exc.job.status} after "
+            f"{args.timeout:g} s and keeps running on the server.\n"
+            f"  follow it:  GET {job_url}\n"
+            f"  cancel it:  POST {job_url}/cancel",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return STILL_RUNNING_EXIT
     except ApiError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
@@ -119,6 +139,14 @@ def run_submit(args: argparse.Namespace) -> int:
 
 class ApiError(Exception):
     pass
+
+
+class StillRunning(Exception):
+    """The job was not finished when --timeout ran out."""
+
+    def __init__(self, job: JobView) -> None:
+        super().__init__(job.id)
+        self.job = job
 
 
 def _check(response: httpx.Response, *expected: int) -> httpx.Response:
@@ -192,6 +220,6 @@ def _wait(client: httpx.Client, job_url: str, console: Console, *, timeout: floa
             status.update(f"{job.status}{attempt}")
             if job.status in TERMINAL:
                 return job
-            if time.monotonic() > deadline:
-                raise ApiError(f"job {job.id} still {job.status} after {timeout:g} s")
+            if time.monotonic() >= deadline:
+                raise StillRunning(job)
             time.sleep(_POLL_INTERVAL)

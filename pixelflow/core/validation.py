@@ -7,6 +7,7 @@ error carries a stable code, so a client can both show and branch on it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, get_args
 
@@ -14,7 +15,7 @@ import msgspec
 
 from pixelflow.core import models
 from pixelflow.core.errors import InvalidInput
-from pixelflow.core.models import CropStep, ResizeStep, Step
+from pixelflow.core.models import CropStep, ResizeStep, Step, WatermarkStep
 from pixelflow.core.wire import CreateJobRequest
 
 T = TypeVar("T")
@@ -40,6 +41,11 @@ _RANGES: dict[str, str] = {
     "quality": _range_of(models.Quality),
     "sigma": _range_of(models.Sigma),
 }
+
+
+# Unicode categories that break or hide text: controls (\n, \t, DEL, C1), line and paragraph
+# separators.
+_NOT_ONE_LINE = frozenset({"Cc", "Zl", "Zp"})
 
 
 def decode_create_request(body: bytes) -> CreateJobRequest:
@@ -147,6 +153,14 @@ def _validate_step(step: Step, where: str) -> None:
         if step.fit != "inside" and (step.width is None or step.height is None):
             raise InvalidInput(
                 f"{where}.fit {step.fit!r} needs both width and height", code="invalid_field"
+            )
+    elif isinstance(step, WatermarkStep):
+        # The text is drawn as one line: a newline, tab or other control character would be
+        # drawn as a line break or a missing-glyph box, never as the caller meant it.
+        if any(unicodedata.category(char) in _NOT_ONE_LINE for char in step.watermark.text):
+            raise InvalidInput(
+                f"{where}.watermark.text must be one line, without control characters",
+                code="invalid_field",
             )
     elif isinstance(step, CropStep):
         has_offset = step.x is not None or step.y is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -110,9 +109,13 @@ class JobService:
             )
         if not object_key:
             raise InvalidInput("object_key is required for local_file", code="missing_field")
-        # Raises invalid_source_path for any escape. It follows symlinks (file system calls),
-        # so it runs in a thread, off the event loop.
-        await asyncio.to_thread(self.sources.resolve, object_key)
+        # size() resolves the key (invalid_source_path for any escape) and looks for the file,
+        # in a thread: it follows symlinks, file system calls that stay off the event loop.
+        if await self.sources.size(object_key) is None:
+            raise InvalidInput(
+                f"the local file {object_key!r} does not exist under the local source root",
+                code="local_file_missing",
+            )
         return object_key
 
     async def _created_response(self, job: Job) -> CreateJobResponse:
@@ -167,12 +170,12 @@ class JobService:
         if job.source_type == "local_file":
             assert self.sources is not None, "local_file jobs exist only with a source root"
             size = await self.sources.size(job.object_key)
+            missing = f"the local file {job.object_key!r} no longer exists under the source root"
         else:
             size = await self.storage.size(job.object_key)
+            missing = f"the source {job.object_key!r} has not been uploaded"
         if size is None:
-            raise Conflict(
-                f"the source {job.object_key!r} has not been uploaded", code="source_missing"
-            )
+            raise Conflict(missing, code="source_missing")
         if size > self.policy.max_source_bytes:
             raise PayloadTooLarge(
                 f"the source is {size} bytes; at most {self.policy.max_source_bytes} are allowed",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,6 +48,14 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str,
             job_body({"id": "a", "action": "convert"}, {"id": "b", "action": "resize", "width": 0}),
             "invalid_field",
             "pipeline[1].width must be 1..16384",
+        ),
+        *(
+            (
+                job_body({"id": "a", "action": "watermark", "watermark": {"text": text}}),
+                "invalid_field",
+                "pipeline[0].watermark.text must be one line",
+            )
+            for text in ("two\nlines", "cr\r", "tab\there", "nul\x00", "del\x7f", "ls\u2028")
         ),
         (
             job_body({"id": "a", "action": "resize", "width": "wide"}),
@@ -136,11 +146,34 @@ async def test_local_paths_are_confined_to_the_root(client: httpx.AsyncClient, k
     _assert_error(await client.post("/v1/jobs", json=body), 400, expected)
 
 
-async def test_local_file_missing_is_source_missing_at_start(client: httpx.AsyncClient) -> None:
-    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="nope.jpg")
+@pytest.mark.parametrize("key", ["nope.jpg", "sub/nope.jpg", "bad-empty.png/x"])
+async def test_a_missing_local_file_is_refused_at_create(
+    client: httpx.AsyncClient, key: str
+) -> None:
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key=key)
+    error = _assert_error(await client.post("/v1/jobs", json=body), 400, "local_file_missing")
+    assert error["error"] == f"the local file {key!r} does not exist under the local source root"
+    assert (await client.get("/v1/jobs")).json()["jobs"] == []
+
+
+async def test_a_directory_is_not_a_local_file(
+    client: httpx.AsyncClient, source_root: Path
+) -> None:
+    await asyncio.to_thread((source_root / "photos").mkdir)
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="photos")
+    _assert_error(await client.post("/v1/jobs", json=body), 400, "local_file_missing")
+
+
+async def test_a_local_file_gone_before_start_is_source_missing(
+    client: httpx.AsyncClient, source_root: Path
+) -> None:
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
     created = await client.post("/v1/jobs", json=body)
     assert created.status_code == 202
-    _assert_error(await client.post(created.json()["start_url"]), 409, "source_missing")
+    await asyncio.to_thread((source_root / "rocket.jpg").unlink)
+    error = _assert_error(await client.post(created.json()["start_url"]), 409, "source_missing")
+    assert error["error"] == "the local file 'rocket.jpg' no longer exists under the source root"
+    assert "upload" not in error["error"]
 
 
 async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None:
@@ -180,6 +213,19 @@ async def test_unknown_routes_and_methods_are_json(client: httpx.AsyncClient) ->
     _assert_error(await client.delete("/v1/jobs"), 405, "method_not_allowed")
     _assert_error(await client.get("/v1/jobs/unknown-id"), 404, "job_not_found")
     _assert_error(await client.post("/v1/jobs/unknown-id/start"), 404, "job_not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/jobs/"), ("POST", "/v1/jobs/"), ("GET", "/healthz/"), ("GET", "/v1/jobs/x/")],
+)
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, json={})
+    body = _assert_error(response, 404, "not_found")
+    assert "location" not in response.headers
+    assert body["error"] == f"no route for {method} {path}"
 
 
 @pytest.mark.parametrize(
@@ -241,3 +287,29 @@ async def test_source_bigger_than_limit_is_refused_at_start(make_client: ClientF
     body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
     created = (await client.post("/v1/jobs", json=body)).json()
     _assert_error(await client.post(created["start_url"]), 413, "source_too_large")
+
+
+async def test_an_overlong_idempotency_key_is_refused(client: httpx.AsyncClient) -> None:
+    body = job_body({"id": "a", "action": "convert"})
+    response = await client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k" * 256})
+    _assert_error(response, 400, "invalid_idempotency_key")
+
+
+async def test_an_output_the_job_does_not_have_is_404(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    job_id = created.json()["job_id"]
+    response = await client.get(f"/v1/jobs/{job_id}/outputs/a")
+    _assert_error(response, 404, "output_not_found")
+
+
+async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncClient) -> None:
+    request = client.build_request("POST", "/v1/jobs", content=b"{}")
+    request.headers["Content-Length"] = "two"
+    _assert_error(await client.send(request), 400, "bad_request")
+
+
+async def test_readyz_names_a_broken_storage(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    await asyncio.to_thread((tmp_path / "data" / "objects").rmdir)
+    response = await client.get("/readyz")
+    body = _assert_error(response, 503, "not_ready")
+    assert body["checks"]["storage"] == "unavailable"  # type: ignore[index]

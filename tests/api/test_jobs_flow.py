@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.conftest import ClientFactory
 from tests.support.jobs import (
@@ -38,7 +40,7 @@ async def _check_done_when_outputs(client: httpx.AsyncClient, job: dict[str, Any
         assert loader_format(image) == loader
 
 
-async def test_local_file_job_end_to_end(client: httpx.AsyncClient) -> None:
+async def test_local_file_job_end_to_end(client: httpx.AsyncClient, fixtures_dir: Path) -> None:
     created = await client.post(
         "/v1/jobs", json=job_body(*DONE_WHEN_PIPELINE, source="local_file", key="photo-12mp.jpg")
     )
@@ -66,7 +68,7 @@ async def test_local_file_job_end_to_end(client: httpx.AsyncClient) -> None:
     await _check_done_when_outputs(client, job)
     assert job["attempts"] == 1
     usage = job["usage"]
-    assert usage["bytes_in"] == 3800749
+    assert usage["bytes_in"] == (fixtures_dir / "photo-12mp.jpg").stat().st_size
     assert usage["pixels_processed"] == 800 * 600 + 4000 * 3000 + 400 * 400 + 320 * 240
     assert usage["bytes_out"] == sum(o["bytes"] for o in job["outputs"])
     assert job["created_at"] <= job["queued_at"] <= job["started_at"] <= job["finished_at"]
@@ -97,6 +99,25 @@ async def test_start_before_upload_is_source_missing(client: httpx.AsyncClient) 
     assert response.json()["code"] == "source_missing"
     job = (await client.get(created["job_url"])).json()
     assert job["status"] == "created"  # nothing half-done: it can still be uploaded and started
+
+
+@pytest.mark.parametrize("breakage", ["a-file", "gone"])
+async def test_start_with_the_storage_directory_broken_is_503(
+    client: httpx.AsyncClient, tmp_path: Path, breakage: str
+) -> None:
+    """A broken storage is not a missing upload: 503 storage_unavailable (retry later), never
+    409 source_missing (which tells the client to upload again)."""
+    created = (
+        await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
+    ).json()
+    objects = tmp_path / "data" / "objects"
+    await asyncio.to_thread(shutil.rmtree, objects)
+    if breakage == "a-file":
+        await asyncio.to_thread(objects.write_bytes, b"not a directory")
+    response = await client.post(created["start_url"])
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "storage_unavailable"
+    assert (await client.get(created["job_url"])).json()["status"] == "created"
 
 
 async def test_tampered_and_unsigned_upload_urls_are_refused(

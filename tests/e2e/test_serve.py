@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import time
@@ -216,3 +217,36 @@ def test_invalid_config_names_the_variable(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert b"WORKER_MAX_ATTEMPTS" in result.stderr
+
+
+def test_submit_timeout_says_the_job_keeps_running(
+    serve: Serve, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """--timeout gives up waiting, not the job: it says so, names the job and exits 124."""
+    serve.start()
+    result = subprocess.run(
+        pixelflow_command(
+            "submit",
+            str(fixtures_dir / "photo-12mp.jpg"),
+            "--format",
+            "png",  # a 12 MP PNG takes seconds to encode: far past a zero timeout
+            "--timeout",
+            "0",
+            "--url",
+            serve.url,
+            "--out",
+            str(tmp_path / "out"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 124, result.stderr
+    [job_id] = re.findall(r"job (\S+) is still (?:queued|processing)", result.stderr)
+    assert "keeps running on the server" in result.stderr
+    assert f"GET {serve.url}/v1/jobs/{job_id}" in result.stderr
+    assert f"POST {serve.url}/v1/jobs/{job_id}/cancel" in result.stderr
+    assert not (tmp_path / "out").exists()
+    with httpx.Client(base_url=serve.url, timeout=30) as client:
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] in {"queued", "processing"}
+        assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202  # tidy up

@@ -45,8 +45,6 @@ class TestResize:
             ({"width": 200, "height": 50, "fit": "contain"}, (200, 50)),
             ({"width": 900}, (900, 599)),  # upscale is on by default
             ({"width": 900, "upscale": False}, CHELSEA),
-            ({"width": 900, "height": 400, "fit": "contain", "upscale": False}, (900, 400)),
-            ({"width": 900, "height": 100, "fit": "fill", "upscale": False}, (451, 100)),
         ],
     )
     async def test_dimensions(
@@ -74,15 +72,60 @@ class TestResize:
         assert image.getpoint(0, 50)[3] == 0
         assert image.getpoint(100, 50)[3] == 255
 
-    async def test_upscale_false_never_enlarges_a_cover(
-        self, imaging: VipsImaging, chelsea: bytes
+
+class TestWithoutEnlarging:
+    """``upscale: false`` with a box larger than the 451×300 image, mode by mode."""
+
+    @pytest.mark.parametrize(
+        ("params", "size"),
+        [
+            ({"width": 900, "height": 900}, CHELSEA),  # inside: the image as it is
+            ({"width": 200, "height": 900}, (200, 133)),  # still shrinks to the tighter side
+            ({"width": 900, "height": 100, "fit": "fill"}, (451, 100)),  # each axis down only
+            ({"width": 200, "height": 900, "fit": "fill"}, (200, 300)),
+            ({"width": 1000, "height": 1000, "fit": "cover"}, (300, 300)),  # the box's aspect
+            ({"width": 900, "height": 200, "fit": "cover"}, (451, 100)),
+            ({"width": 900, "height": 400, "fit": "contain"}, (675, 300)),  # not 900×400
+            ({"width": 300, "height": 900, "fit": "contain"}, (300, 900)),  # shrinks, then pads
+        ],
+    )
+    async def test_dimensions(
+        self, imaging: VipsImaging, chelsea: bytes, params: dict[str, Any], size: tuple[int, int]
+    ) -> None:
+        image = await render_one(imaging, chelsea, {"action": "resize", "upscale": False, **params})
+        assert (image.width, image.height) == size
+
+    async def test_cover_cuts_the_centre_without_scaling(
+        self, imaging: VipsImaging, chelsea: bytes, chelsea_pixels: Any
     ) -> None:
         image = await render_one(
             imaging,
             chelsea,
             {"action": "resize", "width": 1000, "height": 1000, "fit": "cover", "upscale": False},
         )
-        assert image.width <= CHELSEA[0] and image.height <= CHELSEA[1]
+        assert mean_difference(image, chelsea_pixels.crop(75, 0, 300, 300)) == 0
+
+    async def test_contain_pads_the_unscaled_image_to_the_box_aspect(
+        self, imaging: VipsImaging, chelsea: bytes, chelsea_pixels: Any
+    ) -> None:
+        image = await render_one(
+            imaging,
+            chelsea,
+            {"action": "resize", "width": 900, "height": 400, "fit": "contain", "upscale": False},
+        )
+        left = (675 - 451) // 2
+        assert mean_difference(image.crop(left, 0, *CHELSEA), chelsea_pixels) == 0
+        assert image.crop(0, 0, left, 300).min() == 255  # white bands either side
+        assert image.crop(left + 451, 0, 675 - left - 451, 300).min() == 255
+
+    async def test_a_box_the_image_fills_is_the_plain_resize(
+        self, imaging: VipsImaging, chelsea: bytes
+    ) -> None:
+        for fit in ("cover", "contain", "fill"):
+            box = {"action": "resize", "width": 200, "height": 100, "fit": fit}
+            enlarging = await render_one(imaging, chelsea, box)
+            never = await render_one(imaging, chelsea, {**box, "upscale": False})
+            assert mean_difference(enlarging, never) == 0, fit
 
 
 class TestWatermark:
@@ -197,14 +240,23 @@ class TestCrop:
         )
         assert (image.width, image.height) == (451, 200)
 
-    async def test_offset_outside_the_image_is_refused(
-        self, imaging: VipsImaging, chelsea: bytes
+    @pytest.mark.parametrize(("x", "width"), [(451, 10), (442, 10), (0, 452)])
+    async def test_an_offset_region_reaching_outside_the_image_is_refused(
+        self, imaging: VipsImaging, chelsea: bytes, x: int, width: int
     ) -> None:
         with pytest.raises(ImageRejected) as caught:
             await render_one(
-                imaging, chelsea, {"action": "crop", "width": 10, "height": 10, "x": 451, "y": 0}
+                imaging, chelsea, {"action": "crop", "width": width, "height": 10, "x": x, "y": 0}
             )
         assert caught.value.code == "crop_out_of_bounds"
+        assert "451×300" in caught.value.message
+
+    async def test_an_offset_region_up_to_the_far_corner_is_cut_exactly(
+        self, imaging: VipsImaging, chelsea: bytes, chelsea_pixels: Any
+    ) -> None:
+        step = {"action": "crop", "width": 51, "height": 20, "x": 400, "y": 280}
+        image = await render_one(imaging, chelsea, step)
+        assert mean_difference(image, chelsea_pixels.crop(400, 280, 51, 20)) == 0
 
 
 class TestRotateAndFlip:

@@ -8,7 +8,9 @@ from pixelflow.adapters.imaging.geometry import (
     MIN_TEXT_HEIGHT,
     Box,
     crop_box,
+    largest_within,
     place,
+    smallest_holding,
     watermark_metrics,
 )
 from pixelflow.adapters.imaging.watermark import parse_color
@@ -50,14 +52,60 @@ class TestCropBox:
     def test_a_missing_offset_counts_as_zero(self) -> None:
         assert crop_box((640, 427), (100, 50), x=10) == Box(10, 0, 100, 50)
 
-    def test_an_offset_region_is_clamped_at_the_far_edges(self) -> None:
-        assert crop_box((640, 427), (400, 400), x=600, y=400) == Box(600, 400, 40, 27)
+    def test_an_offset_region_may_touch_the_far_edges(self) -> None:
+        assert crop_box((640, 427), (40, 27), x=600, y=400) == Box(600, 400, 40, 27)
 
-    @pytest.mark.parametrize(("x", "y"), [(640, 0), (0, 427), (5000, 5000)])
-    def test_an_offset_outside_the_image_is_refused(self, x: int, y: int) -> None:
+    @pytest.mark.parametrize(
+        ("x", "y", "size"),
+        [
+            (640, 0, (10, 10)),  # entirely outside
+            (0, 427, (10, 10)),
+            (5000, 5000, (10, 10)),
+            (600, 400, (41, 27)),  # one pixel past the right edge
+            (600, 400, (40, 28)),  # one pixel past the bottom edge
+            (0, None, (641, 10)),  # wider than the image
+        ],
+    )
+    def test_an_offset_region_reaching_outside_the_image_is_refused(
+        self, x: int, y: int | None, size: tuple[int, int]
+    ) -> None:
         with pytest.raises(ImageRejected) as caught:
-            crop_box((640, 427), (10, 10), x=x, y=y)
+            crop_box((640, 427), size, x=x, y=y)
         assert caught.value.code == "crop_out_of_bounds"
+        assert "640×427" in caught.value.message
+
+
+class TestWithoutEnlarging:
+    @pytest.mark.parametrize(
+        ("image", "box", "cut"),
+        [
+            ((451, 300), (1000, 1000), (300, 300)),  # the box's aspect at the source's scale
+            ((451, 300), (900, 200), (451, 100)),
+            ((451, 300), (200, 900), (67, 300)),
+            ((1000, 100), (500, 500), (100, 100)),
+            ((451, 300), (451, 300), (451, 300)),  # the image fills the box: nothing to cut
+            ((4000, 3000), (800, 600), (800, 600)),  # a box inside the image is kept
+        ],
+    )
+    def test_largest_within(
+        self, image: tuple[int, int], box: tuple[int, int], cut: tuple[int, int]
+    ) -> None:
+        assert largest_within(image, box) == cut
+
+    @pytest.mark.parametrize(
+        ("inner", "box", "canvas"),
+        [
+            ((451, 300), (900, 400), (675, 300)),  # pads to the box's aspect, not its size
+            ((451, 300), (600, 1200), (451, 902)),
+            ((451, 300), (902, 600), (451, 300)),  # same aspect: no padding at all
+            ((300, 133), (300, 300), (300, 300)),  # touches the box: the box itself
+            ((1, 1), (16384, 1), (16384, 1)),  # an extreme aspect ratio: still bounded by the box
+        ],
+    )
+    def test_smallest_holding(
+        self, inner: tuple[int, int], box: tuple[int, int], canvas: tuple[int, int]
+    ) -> None:
+        assert smallest_holding(inner, box) == canvas
 
 
 class TestWatermarkMetrics:

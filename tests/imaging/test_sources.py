@@ -9,6 +9,7 @@ import pytest
 import pyvips
 
 from pixelflow.adapters.imaging import decode as decoding
+from pixelflow.adapters.imaging import vips
 from pixelflow.adapters.imaging.protocol import ImageLimits
 from pixelflow.adapters.imaging.vips import VipsImaging
 from pixelflow.core.errors import ImageRejected, SourceTooLarge
@@ -108,3 +109,30 @@ async def test_animated_gif_renders_its_first_frame(
     assert same.get("n-pages") == 1
     assert (big.width, big.height) == (140, 250)
     assert (marked.width, marked.height) == (14, 25)
+
+
+async def test_a_libvips_failure_in_a_step_is_processing_failed(
+    imaging: VipsImaging, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(step: Any, image: Any) -> Any:
+        raise pyvips.Error("vips_internal_detail: out of order")
+
+    monkeypatch.setattr(vips, "apply", failing)
+    with pytest.raises(ImageRejected) as caught:
+        await imaging.render(read(fixtures_dir, "rocket.jpg"), CONVERT, LIMITS)
+    assert caught.value.code == "processing_failed"
+    assert caught.value.message == "step 'c' (convert) could not be processed"
+
+
+async def test_text_libvips_cannot_lay_out_is_watermark_does_not_fit(
+    imaging: VipsImaging, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise pyvips.Error("vips_text: no room")
+
+    monkeypatch.setattr(pyvips.Image, "text", no_room)
+    mark = steps({"id": "m", "action": "watermark", "watermark": {"text": "PF"}})
+    with pytest.raises(ImageRejected) as caught:
+        await imaging.render(read(fixtures_dir, "rocket.jpg"), mark, LIMITS)
+    assert caught.value.code == "watermark_does_not_fit"
+    assert "vips" not in caught.value.message

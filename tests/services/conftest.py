@@ -106,12 +106,15 @@ async def services(tmp_path: Path, fixtures_dir: Path) -> AsyncIterator[Services
     for name in ("rocket.jpg", "bad-truncated.jpg"):
         shutil.copyfile(fixtures_dir / name, sources / name)
     store = await SqliteStore.open(tmp_path / "db.sqlite")
+    storage = await LocalObjectStorage.open(
+        tmp_path / "objects", public_url="http://t", secret=b"k"
+    )
     imaging = VipsImaging(workers=1)
     queue = LocalQueue()
     try:
         yield Services(
             store=store,
-            storage=LocalObjectStorage(tmp_path / "objects", public_url="http://t", secret=b"k"),
+            storage=storage,
             sources=LocalSourceRoot(sources),
             imaging=imaging,
             queue=queue,

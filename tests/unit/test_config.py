@@ -68,6 +68,11 @@ def test_production_roles_need_their_urls() -> None:
         ("WEBHOOK_CONCURRENCY", "0"),
         ("WEBHOOK_SIGNING_SECRET", "short"),
         ("WEBHOOK_SIGNING_SECRET", "whsec_not base64 at all!!"),
+        ("PIXELFLOW_PUBLIC_URL", "garbage"),
+        ("PIXELFLOW_PUBLIC_URL", "https://images.example.com/?q=1"),
+        ("PIXELFLOW_USER_ID_HEADER", "X User"),
+        ("WORKER_RETRY_BACKOFF", "301"),
+        ("PIXELFLOW_DATABASE_URL", "sqlite:///"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
@@ -125,3 +130,26 @@ def test_api_key_mode_and_serve_need_no_shared_secret(tmp_path: Path) -> None:
     assert load_settings(Role.WORKER, environ).webhook_signing_secret is None
     serve = load_settings(Role.SERVE, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
     assert serve.webhook_signing_secret is None  # serve keeps one in its data dir
+
+
+def test_valid_public_url_and_header_are_kept() -> None:
+    settings = load_settings(
+        Role.API,
+        {
+            **PRODUCTION,
+            "PIXELFLOW_PUBLIC_URL": "https://images.example.com/base/",
+            "PIXELFLOW_USER_ID_HEADER": "X-Forwarded-User",
+            "WORKER_RETRY_BACKOFF": "300",
+        },
+    )
+    assert settings.public_url == "https://images.example.com/base"
+    assert settings.user_id_header == "X-Forwarded-User"
+    assert settings.worker_retry_backoff == settings.worker_retry_max_backoff == 300
+
+
+def test_serve_refuses_a_worker_metrics_address_but_not_an_empty_one(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="WORKER_METRICS_ADDR"):
+        load_settings(Role.SERVE, {**environ, "WORKER_METRICS_ADDR": ":9091"})
+    assert load_settings(Role.SERVE, {**environ, "WORKER_METRICS_ADDR": ""})
+    assert load_settings(Role.WORKER, {**PRODUCTION, "WORKER_METRICS_ADDR": ":9091"})

@@ -46,6 +46,28 @@ def place(
     return left, top
 
 
+def largest_within(image: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The largest (width, height) with ``box``'s aspect ratio that fits inside ``image``, and
+    never larger than ``box``: what ``cover`` without enlarging cuts out of a small image."""
+    (image_width, image_height), (box_width, box_height) = image, box
+    scale = min(1.0, image_width / box_width, image_height / box_height)
+    return (
+        min(image_width, max(1, round(box_width * scale))),
+        min(image_height, max(1, round(box_height * scale))),
+    )
+
+
+def smallest_holding(inner: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The smallest (width, height) with ``box``'s aspect ratio that holds ``inner``, and never
+    larger than ``box``: the canvas ``contain`` without enlarging pads a small image out to."""
+    (inner_width, inner_height), (box_width, box_height) = inner, box
+    scale = min(1.0, max(inner_width / box_width, inner_height / box_height))
+    return (
+        max(inner_width, round(box_width * scale)),
+        max(inner_height, round(box_height * scale)),
+    )
+
+
 def crop_box(
     image: tuple[int, int],
     size: tuple[int, int],
@@ -56,20 +78,21 @@ def crop_box(
 ) -> Box:
     """The region a crop of ``size`` takes from ``image`` (both (width, height)).
 
-    A box larger than the image is clamped to it. With ``x``/``y`` the region starts there
-    (a missing one counts as 0) and must start inside the image; otherwise it is placed by
-    ``gravity``, centred by default.
+    With ``x``/``y`` (a missing one counts as 0) the caller names an exact region, so all of
+    it must lie inside the image: a region reaching past an edge is refused, never silently
+    clipped. Placed by ``gravity`` (centred by default), a box larger than the image is
+    clamped to it, as the caller did not claim to know the image's size.
     """
     (image_width, image_height), (width, height) = image, size
     if x is not None or y is not None:
         left, top = x or 0, y or 0
-        if left >= image_width or top >= image_height:
+        if left + width > image_width or top + height > image_height:
             raise ImageRejected(
-                f"crop region starts at ({left}, {top}), outside the "
+                f"crop region {width}×{height} at ({left}, {top}) does not fit inside the "
                 f"{image_width}×{image_height} image",
                 code="crop_out_of_bounds",
             )
-        return Box(left, top, min(width, image_width - left), min(height, image_height - top))
+        return Box(left, top, width, height)
     width, height = min(width, image_width), min(height, image_height)
     left, top = place(gravity or "center", image, (width, height))
     return Box(left, top, width, height)

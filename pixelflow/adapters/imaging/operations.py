@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pixelflow.adapters.imaging.geometry import crop_box, place
+from pixelflow.adapters.imaging.geometry import crop_box, largest_within, place, smallest_holding
 from pixelflow.adapters.imaging.watermark import watermark
 from pixelflow.core.models import (
     BlurStep,
@@ -46,23 +46,36 @@ def apply(step: Step, image: Any) -> Any:
 
 def resize(image: Any, step: ResizeStep) -> Any:
     """``thumbnail`` on the shared decode: shrink-on-load already happened there (see
-    ``pixelflow.core.pipeline.decode_shrink``), and it resamples with alpha premultiplied."""
+    ``pixelflow.core.pipeline.decode_shrink``), and it resamples with alpha premultiplied.
+
+    With ``upscale: false`` no pixel is ever enlarged and the box only bounds the output (see
+    docs/pipeline.md): ``inside`` and ``fill`` shrink each side at most to the box, ``cover``
+    cuts the box's aspect ratio out of an image smaller than the box, and ``contain`` pads
+    only to the smallest canvas of the box's aspect ratio that holds the image."""
     width, height = step.width or UNBOUNDED, step.height or UNBOUNDED
     size = "both" if step.upscale else "down"
     if step.fit == "inside":
         return image.thumbnail_image(width, height=height, size=size, no_rotate=True)
     if step.fit == "cover":
+        if not step.upscale:
+            cut = largest_within((image.width, image.height), (width, height))
+            if cut != (width, height):  # filling the box would enlarge: cut, do not scale
+                left, top = place("center", (image.width, image.height), cut)
+                return image.crop(left, top, *cut)
         return image.thumbnail_image(width, height=height, size=size, crop="centre", no_rotate=True)
     if step.fit == "fill":
         if not step.upscale:
             width, height = min(width, image.width), min(height, image.height)
         return image.thumbnail_image(width, height=height, size="force", no_rotate=True)
-    # contain: fit inside, then pad to exactly the box — transparent when the image has an
-    # alpha channel, white otherwise (a JPEG's flattening would make it white anyway).
+    # contain: fit inside, then pad to the box — transparent when the image has an alpha
+    # channel, white otherwise (a JPEG's flattening would make it white anyway).
     inner = image.thumbnail_image(width, height=height, size=size, no_rotate=True)
-    left, top = place("center", (width, height), (inner.width, inner.height))
+    canvas = (width, height)
+    if not step.upscale:
+        canvas = smallest_holding((inner.width, inner.height), canvas)
+    left, top = place("center", canvas, (inner.width, inner.height))
     background = [255, 255, 255, 0] if inner.hasalpha() else [255, 255, 255]
-    return inner.embed(left, top, width, height, extend="background", background=background)
+    return inner.embed(left, top, *canvas, extend="background", background=background)
 
 
 def crop(image: Any, step: CropStep) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -55,6 +56,16 @@ class LocalObjectStorage:
         self._secret = secret
         self._clock = clock
 
+    @classmethod
+    async def open(
+        cls, root: Path, *, public_url: str, secret: bytes, clock: Clock = utc_now
+    ) -> LocalObjectStorage:
+        """The storage, with its root directory created (as the S3 adapter creates its bucket):
+        from then on a missing root means the storage is broken, not that it is empty."""
+        storage = cls(root, public_url=public_url, secret=secret, clock=clock)
+        await _off_loop(partial(_create_root, root))
+        return storage
+
     # -- signed URLs -------------------------------------------------------------------------
 
     async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
@@ -84,22 +95,22 @@ class LocalObjectStorage:
     # -- objects -----------------------------------------------------------------------------
 
     async def size(self, key: str) -> int | None:
-        return await _off_loop(partial(_size, self._path(key)))
+        return await _off_loop(partial(_size, self._root, self._path(key)))
 
     async def get(self, key: str) -> bytes:
-        data = await _off_loop(partial(_read, self._path(key)))
+        data = await _off_loop(partial(_read, self._root, self._path(key)))
         if data is None:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found")
         return data
 
     async def open_stream(self, key: str) -> FileStream:
-        opened = await _off_loop(partial(_open, self._path(key)))
+        opened = await _off_loop(partial(_open, self._root, self._path(key)))
         if opened is None:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found")
         return FileStream(*opened)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        pending = await _off_loop(partial(_PendingFile, self._path(key)))
+        pending = await _off_loop(partial(_PendingFile, self._root, self._path(key)))
         written = 0
         try:
             async for chunk in chunks:
@@ -115,13 +126,13 @@ class LocalObjectStorage:
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         # The content type is not kept: the outputs route sends the one recorded in the job's
         # output, and uploaded sources are sniffed by the decoder.
-        await _off_loop(partial(_write_atomically, self._path(key), data))
+        await _off_loop(partial(_write_atomically, self._root, self._path(key), data))
 
     async def delete(self, key: str) -> None:
         await _off_loop(partial(_unlink, self._path(key)))
 
     async def ping(self) -> None:
-        await _off_loop(partial(_ensure_writable_dir, self._root))
+        await _off_loop(partial(_check_writable_root, self._root))
 
     async def close(self) -> None:
         pass
@@ -158,28 +169,38 @@ async def _off_loop(call: Callable[[], T]) -> T:
 # -- blocking helpers, always run in a worker thread ------------------------------------------
 
 
-def _size(path: Path) -> int | None:
+def _check_root(root: Path) -> None:
+    """An object is missing only if the root is still there: a root that vanished or became a
+    file is a broken storage (503), not a source that was never uploaded (409)."""
+    if not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "the storage root is not a directory", str(root))
+
+
+def _size(root: Path, path: Path) -> int | None:
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        _check_root(root)
         return None
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-def _read(path: Path) -> bytes | None:
+def _read(root: Path, path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        _check_root(root)
         return None
 
 
-def _open(path: Path) -> tuple[BinaryIO, int] | None:
+def _open(root: Path, path: Path) -> tuple[BinaryIO, int] | None:
     """The open file and its size, or None when there is no such object (a directory is not
     one). The size comes from the open file, so it matches the bytes read even if the object
     is replaced meanwhile (a replace is a rename: this file stays as it was)."""
     try:
         file = path.open("rb")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        _check_root(root)
         return None
     try:
         info = os.fstat(file.fileno())
@@ -196,7 +217,8 @@ class _PendingFile:
     """A new object being written: a temporary file beside its path, renamed over it only once
     complete, so readers see the old object or the new one, never a partial file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, root: Path, path: Path) -> None:
+        _check_root(root)  # never quietly recreate a root that vanished with every object in it
         path.parent.mkdir(parents=True, exist_ok=True)
         # Same directory, so os.replace is a rename within one filesystem; the leading "."
         # keeps the temporary name out of the key space (see _SEGMENT).
@@ -220,8 +242,8 @@ class _PendingFile:
         self._temporary.unlink(missing_ok=True)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    pending = _PendingFile(path)
+def _write_atomically(root: Path, path: Path, data: bytes) -> None:
+    pending = _PendingFile(root, path)
     try:
         pending.write(data)
         pending.commit()
@@ -236,7 +258,12 @@ def _unlink(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _ensure_writable_dir(root: Path) -> None:
+def _create_root(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
+    _check_writable_root(root)
+
+
+def _check_writable_root(root: Path) -> None:
+    _check_root(root)
     if not os.access(root, os.W_OK | os.X_OK):
         raise PermissionError(f"{root} is not writable")

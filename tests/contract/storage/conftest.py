@@ -99,7 +99,9 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[StorageUnderT
     if request.param == "local":
         clock = SettableClock()
         root = request.getfixturevalue("tmp_path") / "objects"
-        local = LocalObjectStorage(root, public_url=PUBLIC_URL, secret=b"test-secret", clock=clock)
+        local = await LocalObjectStorage.open(
+            root, public_url=PUBLIC_URL, secret=b"test-secret", clock=clock
+        )
         transport = httpx.ASGITransport(app=object_routes(local, clock))
         async with httpx.AsyncClient(transport=transport, timeout=10.0) as http:
             yield StorageUnderTest(storage=local, http=http, refused_status=401, clock=clock)

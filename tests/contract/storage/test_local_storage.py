@@ -49,7 +49,10 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    return tmp_path / "objects"
+    """The storage's root, as ``LocalObjectStorage.open`` leaves it: an empty directory."""
+    directory = tmp_path / "objects"
+    directory.mkdir()
+    return directory
 
 
 @pytest.fixture
@@ -122,21 +125,39 @@ async def test_a_failed_write_keeps_the_old_object(
     assert os.listdir(root / "outputs" / "job-1") == ["thumb.webp"]
 
 
-async def test_ping_creates_the_root(storage: LocalObjectStorage, root: Path) -> None:
-    await storage.ping()
+async def test_open_creates_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "data" / "objects"
+    storage = await LocalObjectStorage.open(root, public_url=PUBLIC_URL, secret=b"k")
 
     assert await asyncio.to_thread(root.is_dir)
+    assert await storage.size(KEY) is None  # empty, not broken
 
 
-@pytest.fixture
-def root_is_a_file(root: Path) -> None:
+async def test_open_refuses_an_unusable_root(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageUnavailable):
+        await LocalObjectStorage.open(
+            tmp_path / "file" / "objects", public_url=PUBLIC_URL, secret=b"k"
+        )
+
+
+def _make_root_a_file(root: Path) -> None:
+    root.rmdir()
     root.write_bytes(b"a file where the directory should be")
 
 
-@pytest.mark.usefixtures("root_is_a_file")
-async def test_an_unusable_root_is_unavailable(root: Path, storage: LocalObjectStorage) -> None:
+@pytest.mark.parametrize("breakage", [_make_root_a_file, Path.rmdir], ids=["a-file", "gone"])
+async def test_a_broken_root_is_unavailable_not_empty(
+    root: Path, storage: LocalObjectStorage, breakage: Callable[[Path], None]
+) -> None:
+    """A missing object in a healthy root is None/NotFound; once the root itself is gone or is
+    a file, every call is StorageUnavailable (start answers 503, not 409 source_missing)."""
+    assert await storage.size(KEY) is None
+    breakage(root)
     attempts: list[Callable[[], Awaitable[object]]] = [
         storage.ping,
+        lambda: storage.size(KEY),
+        lambda: storage.get(KEY),
         lambda: storage.put(KEY, b"x", content_type="image/webp"),
     ]
     for attempt in attempts:
