@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pixelflow.config import ConfigError, Role, Settings, load_settings, prepare_data_dir
 from pixelflow.core.errors import PixelflowError
+from pixelflow.telemetry.endpoint import ListenError
 from pixelflow.telemetry.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PixelflowError as exc:
         print(f"pixelflow: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
+    except ListenError as exc:
+        print(f"pixelflow: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -108,9 +112,12 @@ def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
     import uvicorn
 
     from pixelflow.api.app import create_app
+    from pixelflow.telemetry.endpoint import metrics_endpoint
+    from pixelflow.telemetry.metrics import Metrics
 
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, on_startup=on_startup)
+    metrics = Metrics(role=settings.role.value)
+    app = create_app(settings, on_startup=on_startup, metrics=metrics)
     config = uvicorn.Config(
         app,
         host=settings.api_addr.host,
@@ -121,9 +128,21 @@ def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            # The metrics port first: if it is taken, nothing else has started.
+            if settings.api_metrics_addr is not None:
+                await stack.enter_async_context(
+                    metrics_endpoint(
+                        metrics, settings.api_metrics_addr, variable="PIXELFLOW_API_METRICS_ADDR"
+                    )
+                )
+            await server.serve()
+
     # uvicorn raises SystemExit when startup fails, after logging why.
     with contextlib.suppress(SystemExit):
-        asyncio.run(server.serve())
+        asyncio.run(serve())
     # A dependency unreachable at startup (e.g. the database) means the server never started.
     return 0 if server.started else 1
 

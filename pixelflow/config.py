@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 AuthMode = Literal["api_key", "header", "none"]
 LogFormat = Literal["text", "json"]
+TracesExporter = Literal["none", "console", "otlp"]
 
 
 class Role(enum.StrEnum):
@@ -87,6 +88,10 @@ class Settings(Struct, kw_only=True, frozen=True):
     webhook_concurrency: int
     log_format: LogFormat
     log_level: str
+    # `serve` answers /metrics on the API port unless PIXELFLOW_API_METRICS_ADDR is set.
+    metrics_on_api_port: bool
+    traces_exporter: TracesExporter
+    service_name: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +246,9 @@ def load_settings(
             "PIXELFLOW_AUTH=none `serve` only binds to loopback"
         )
 
+    # `serve` carries both roles' metrics on one endpoint: its own API port, unless an address
+    # is set (empty still disables). The other roles listen on their metrics ports by default.
+    metrics_on_api_port = embedded and "PIXELFLOW_API_METRICS_ADDR" not in merged
     default_metrics_host = "127.0.0.1" if embedded else ""
     if embedded and env.get("WORKER_METRICS_ADDR"):
         # serve's worker runs inside the API process and nothing would listen there.
@@ -270,7 +278,9 @@ def load_settings(
         role=role,
         api_addr=api_addr,
         api_metrics_addr=env.parse(
-            "PIXELFLOW_API_METRICS_ADDR", f"{default_metrics_host}:9090", parse_address
+            "PIXELFLOW_API_METRICS_ADDR",
+            "" if metrics_on_api_port else f"{default_metrics_host}:9090",
+            parse_address,
         ),
         worker_metrics_addr=env.parse(
             "WORKER_METRICS_ADDR", f"{default_metrics_host}:9091", parse_address
@@ -341,6 +351,16 @@ def load_settings(
             "info",
             lambda n, r: _choice(n, r.lower(), ("debug", "info", "warning", "error")),
         ),
+        metrics_on_api_port=metrics_on_api_port,
+        traces_exporter=cast(
+            TracesExporter,
+            env.parse(
+                "OTEL_TRACES_EXPORTER",
+                "none",
+                lambda n, r: _choice(n, r.strip().lower(), ("none", "console", "otlp")),
+            ),
+        ),
+        service_name=env.get("OTEL_SERVICE_NAME") or f"pixelflow-{role.value}",
     )
 
 

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
+from pixelflow.services.health import Ping
 from pixelflow.services.jobs import JobService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
@@ -34,6 +35,7 @@ from pixelflow.services.reconciler import Reconciler
 from pixelflow.services.webhook_secrets import SigningSecrets
 from pixelflow.services.webhooks import WebhookDeliverer
 from pixelflow.telemetry.metrics import Metrics
+from pixelflow.telemetry.tracing import Tracing, open_tracing
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 class AppContext:
     settings: Settings
     metrics: Metrics
+    tracing: Tracing
     store: Store
     queue: Queue
     storage: ObjectStorage
@@ -94,8 +97,10 @@ def worker_policy(settings: Settings) -> WorkerPolicy:
 async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[AppContext]:
     """Open every adapter the settings name; close them all, in reverse, on exit."""
     async with contextlib.AsyncExitStack() as stack:
+        tracing = stack.enter_context(open_tracing(settings.traces_exporter, settings.service_name))
         store = await _open_store(settings, stack)
         queue = await _open_queue(settings, stack)
+        metrics.on_scrape(_queue_depth_reader(queue, metrics))
         storage = await _open_storage(settings, stack)
         sources = _open_sources(settings)
         rate_limiter = await _open_rate_limiter(settings, metrics, stack)
@@ -112,6 +117,7 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
         yield AppContext(
             settings=settings,
             metrics=metrics,
+            tracing=tracing,
             store=store,
             queue=queue,
             storage=storage,
@@ -153,7 +159,13 @@ async def open_imaging(settings: Settings) -> AsyncIterator[Imaging]:
         await imaging.close()
 
 
+def dependency_checks(ctx: AppContext) -> Mapping[str, Ping]:
+    """What readiness means for a process of this context: every backend answers."""
+    return {"database": ctx.store.ping, "queue": ctx.queue.ping, "storage": ctx.storage.ping}
+
+
 def build_processor(ctx: AppContext, imaging: Imaging) -> Processor:
+    ctx.metrics.watch_vips_memory(imaging.memory_in_use)
     return Processor(
         store=ctx.store,
         storage=ctx.storage,
@@ -161,6 +173,7 @@ def build_processor(ctx: AppContext, imaging: Imaging) -> Processor:
         imaging=imaging,
         policy=ctx.worker_policy,
         metrics=ctx.metrics,
+        tracer=ctx.tracing.tracer,
     )
 
 
@@ -205,6 +218,13 @@ def _shared_webhook_secret(settings: Settings) -> str | None:
     # in the data directory, so receivers keep verifying across restarts.
     key = load_or_create_secret(settings.data_dir / "webhook-signing.key")
     return signing.SECRET_PREFIX + base64.b64encode(key).decode()
+
+
+def _queue_depth_reader(queue: Queue, metrics: Metrics) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        metrics.queue_depth.labels(queue.name).set(await queue.depth())
+
+    return refresh
 
 
 # -- adapter selection -------------------------------------------------------------------------

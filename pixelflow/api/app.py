@@ -8,17 +8,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 
-from pixelflow.api.auth import authenticator_for
+from pixelflow.api.auth import Authenticator, authenticator_for
 from pixelflow.api.deps import ApiState
 from pixelflow.api.errors import HANDLERS
-from pixelflow.api.middleware import MetricsMiddleware
+from pixelflow.api.middleware import MetricsMiddleware, TracingMiddleware
 from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.api.routes import docs, health, jobs, objects, webhooks
+from pixelflow.api.spec import ApiRoute, Raw, Spec
 from pixelflow.config import Settings
 from pixelflow.runtime import AppContext, open_context
-from pixelflow.telemetry.metrics import Metrics, MetricsServer
+from pixelflow.telemetry import context as log_context
+from pixelflow.telemetry.metrics import Metrics
+from pixelflow.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +32,34 @@ log = logging.getLogger(__name__)
 StartupHook = Callable[[AppContext, contextlib.AsyncExitStack], Awaitable[object]]
 
 
-def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    on_startup: StartupHook | None = None,
+    metrics: Metrics | None = None,
+) -> Starlette:
     """The API. ``serve`` passes ``on_startup`` to run its embedded worker in-process: the
-    entrypoint composes the worker, so this package never imports ``pixelflow.worker``."""
-    metrics = Metrics()
+    entrypoint composes the worker, so this package never imports ``pixelflow.worker``.
+
+    A separate metrics port is the entrypoint's to open (``telemetry.endpoint``), so a taken
+    port fails before anything starts; with ``settings.metrics_on_api_port`` (``serve``'s
+    default) ``/metrics`` is answered here instead, from the same registry as the worker's.
+    """
+    metrics = metrics or Metrics(role=settings.role.value)
+    # Opened with the app context in the lifespan; the middleware reads it per request.
+    tracing = Tracing()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             ctx = await stack.enter_async_context(open_context(settings, metrics))
+            tracing.use(ctx.tracing)
+            stack.callback(tracing.use, Tracing())
             app.state.api = ApiState(
                 ctx=ctx,
-                auth=authenticator_for(settings.auth, settings.user_id_header),
+                auth=_LoggedAuthenticator(
+                    authenticator_for(settings.auth, settings.user_id_header)
+                ),
                 limiter=RouteLimiter(
                     ctx.rate_limiter,
                     capacity=settings.rate_limit_capacity,
@@ -46,18 +67,37 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
                     metrics=metrics,
                 ),
             )
-            if settings.api_metrics_addr is not None:
-                server = MetricsServer.start(
-                    metrics, settings.api_metrics_addr, variable="PIXELFLOW_API_METRICS_ADDR"
-                )
-                stack.callback(server.close)
             if on_startup is not None:
                 await on_startup(ctx, stack)
             yield
 
+    async def metrics_page(request: Request) -> Response:
+        body, content_type = await metrics.exposition()
+        return Response(body, headers={"Content-Type": content_type})
+
+    exposition = ApiRoute(
+        "/metrics",
+        metrics_page,
+        method="GET",
+        spec=Spec(
+            "Prometheus metrics of the API and the embedded worker (serve only)",
+            {200: Raw("Prometheus text exposition format", "text/plain")},
+        ),
+    )
+    extra = [exposition] if settings.metrics_on_api_port else []
     app = Starlette(
-        routes=[*jobs.routes, *webhooks.routes, *objects.routes, *health.routes, *docs.routes],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        routes=[
+            *jobs.routes,
+            *webhooks.routes,
+            *objects.routes,
+            *health.routes,
+            *docs.routes,
+            *extra,
+        ],
+        middleware=[
+            Middleware(TracingMiddleware, tracing=tracing),
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
@@ -66,3 +106,15 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
     app.router.redirect_slashes = False
     app.state.openapi = build_openapi(app.routes)
     return app
+
+
+class _LoggedAuthenticator:
+    """Binds the caller's user id into the request's log context once it is known."""
+
+    def __init__(self, inner: Authenticator) -> None:
+        self.inner = inner
+
+    async def user_id(self, request: Request) -> str:
+        user = await self.inner.user_id(request)
+        log_context.bind(user_id=user)
+        return user

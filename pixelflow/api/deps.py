@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from pixelflow.api.auth import Authenticator
+from pixelflow.api.middleware import scope_route
 from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.runtime import AppContext
 
@@ -24,5 +25,5 @@ def state(request: Request) -> ApiState:
 
 
 def route_template(request: Request) -> str:
-    route = request.scope.get("route")
-    return str(getattr(route, "path", request.url.path))
+    """The route's template as metrics spell it (``/v1/jobs/{id}/start``)."""
+    return scope_route(request.scope)

@@ -1,12 +1,25 @@
-"""Request metrics, labelled by route template (never the raw path)."""
+"""Request telemetry: metrics labelled by route template (never the raw path), the request's
+span, and the log context of everything the request logs."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.trace import Span, get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixelflow.telemetry.metrics import Metrics
+from pixelflow.telemetry import context as log_context
+from pixelflow.telemetry.metrics import Metrics, method_label, route_label
+from pixelflow.telemetry.tracing import Tracing, current_trace_id, trace_id_of
+
+
+def scope_route(scope: Scope) -> str:
+    """The metric label of the route this request matched (``unmatched`` if none)."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return route_label(str(template) if template is not None else None)
 
 
 class MetricsMiddleware:
@@ -30,8 +43,55 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = str(getattr(route, "path", "unmatched"))
-            labels = (scope["method"], template, str(status))
+            labels = (method_label(scope["method"]), scope_route(scope), str(status))
             self.metrics.api_requests.labels(*labels).inc()
             self.metrics.api_request_duration.labels(*labels).observe(time.perf_counter() - started)
+
+
+class TracingMiddleware:
+    """The request's server span (OpenTelemetry's ASGI middleware) when tracing is on, named
+    by route template once routing is done; binds the trace id for the request's logs.
+
+    ``tracing`` is read per request: it belongs to the app context, opened in the lifespan."""
+
+    def __init__(self, app: ASGIApp, *, tracing: Tracing) -> None:
+        self.app = app
+        self.tracing = tracing
+        self._traced: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.tracing.enabled:
+            header = dict(scope.get("headers") or []).get(b"traceparent", b"")
+            with log_context.bound(trace_id=trace_id_of(header.decode("latin-1"))):
+                await self.app(scope, receive, send)
+            return
+        if self._traced is None:
+            self._traced = OpenTelemetryMiddleware(
+                self._named,
+                tracer_provider=self.tracing.provider,
+                default_span_details=lambda s: (method_label(s.get("method", "")), {}),
+                server_request_hook=_redact_query,
+                exclude_spans=["receive", "send"],
+            )
+        await self._traced(scope, receive, send)
+
+    async def _named(self, scope: Scope, receive: Receive, send: Send) -> None:
+        span = get_current_span()
+        with log_context.bound(trace_id=current_trace_id()):
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                route = scope_route(scope)
+                span.update_name(f"{method_label(scope['method'])} {route}")
+                span.set_attribute("http.route", route)
+
+
+def _redact_query(span: Span, scope: dict[str, Any]) -> None:
+    # Signed object URLs carry their signature in the query string: keep it out of traces.
+    if scope.get("query_string"):
+        for attribute in ("http.url", "url.full", "http.target"):
+            span.set_attribute(attribute, str(scope.get("path", "")) + "?REDACTED")
+        span.set_attribute("url.query", "REDACTED")

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from msgspec import Struct
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer, get_current_span
 
-from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered
+from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered, StepTiming
 from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, utc_now
@@ -30,7 +31,9 @@ from pixelflow.core.formats import output_key
 from pixelflow.core.models import Job, JobError, JobTask, Output, Transition, Usage
 from pixelflow.core.states import JobStatus
 from pixelflow.services.policy import WorkerPolicy
+from pixelflow.telemetry import context as log_context
 from pixelflow.telemetry.metrics import Metrics
+from pixelflow.telemetry.tracing import context_from, current_trace_id, end_error, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class Processor:
         imaging: Imaging,
         policy: WorkerPolicy,
         metrics: Metrics,
+        tracer: Tracer | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
@@ -74,13 +78,34 @@ class Processor:
         self.imaging = imaging
         self.policy = policy
         self.metrics = metrics
+        self.tracer: Tracer = tracer or NoOpTracer()
         self.clock = clock
         self._slots = asyncio.Semaphore(policy.max_active_jobs)
 
     async def process(self, task: JobTask) -> Attempt:
-        job = await self._claim(task.job_id)
+        """One attempt, as one span continuing the job's trace (the task's ``traceparent``);
+        every line logged meanwhile carries the job id, the attempt and the trace id."""
+        with (
+            self.tracer.start_as_current_span(
+                "pixelflow.job.process",
+                context=context_from(task.traceparent),
+                kind=SpanKind.CONSUMER,
+                attributes={"pixelflow.job_id": task.job_id},
+            ),
+            log_context.bound(
+                job_id=task.job_id, trace_id=current_trace_id() or trace_id_of(task.traceparent)
+            ),
+        ):
+            log.info("job %s picked up", task.job_id)
+            return await self._process(task)
+
+    async def _process(self, task: JobTask) -> Attempt:
+        with self.tracer.start_as_current_span("pixelflow.job.claim"):
+            job = await self._claim(task.job_id)
         if job is None:
             return Attempt(job_id=task.job_id, outcome="skipped")
+        log_context.bind(attempt=job.attempts, user_id=job.user_id)
+        get_current_span().set_attribute("pixelflow.attempt", job.attempts)
         if job.queued_at is not None and job.started_at is not None:
             self.metrics.queue_wait.observe(
                 max(0.0, (job.started_at - job.queued_at).total_seconds())
@@ -96,6 +121,8 @@ class Processor:
         status = attempt.outcome
         self.metrics.worker_jobs.labels(job.source_type, status).inc()
         self.metrics.worker_job_duration.labels(job.source_type, status).observe(elapsed)
+        if status in ("succeeded", "failed"):
+            self.metrics.worker_job_attempts.labels(status).observe(job.attempts)
         return attempt
 
     async def _claim(self, job_id: str) -> Job | None:
@@ -176,15 +203,9 @@ class Processor:
         try:
             async with asyncio.timeout(self.policy.job_timeout):
                 async with self._slots:
-                    source = await self._fetch(job)
-                    rendered = await self.imaging.render(
-                        source,
-                        job.pipeline,
-                        ImageLimits(
-                            max_pixels=self.policy.max_pixels,
-                            max_bytes=self.policy.max_source_bytes,
-                        ),
-                    )
+                    with self.tracer.start_as_current_span("pixelflow.job.fetch"):
+                        source = await self._fetch(job)
+                    rendered = await self._render(job, source)
                 outputs = await self._emit(job, rendered)
         except TimeoutError:
             error = ProcessingTimeout(f"the attempt took longer than {self.policy.job_timeout:g} s")
@@ -196,6 +217,26 @@ class Processor:
             return await self._failed(job, UnexpectedError(f"internal error: {type(exc).__name__}"))
         compute_ms = int((time.monotonic() - started) * 1000)
         return await self._succeed(job, len(source), outputs, compute_ms)
+
+    async def _render(self, job: Job, source: bytes) -> list[Rendered]:
+        timings: list[StepTiming] = []  # appended from the libvips thread
+        try:
+            return await self.imaging.render(
+                source,
+                job.pipeline,
+                ImageLimits(
+                    max_pixels=self.policy.max_pixels, max_bytes=self.policy.max_source_bytes
+                ),
+                on_step=timings.append,
+            )
+        finally:
+            for timing in timings:  # spans after the fact: libvips ran in another thread
+                span = self.tracer.start_span(
+                    f"pixelflow.step {timing.action}",
+                    start_time=timing.started_ns,
+                    attributes={"pixelflow.step_id": timing.step_id},
+                )
+                span.end(end_time=timing.ended_ns)
 
     async def _fetch(self, job: Job) -> bytes:
         if job.source_type == "local_file":
@@ -216,7 +257,14 @@ class Processor:
         outputs = []
         for result in rendered:
             key = output_key(job.id, result.step_id, result.format)
-            await self.storage.put(key, result.data, content_type=result.content_type)
+            with self.tracer.start_as_current_span(
+                "pixelflow.job.emit",
+                attributes={
+                    "pixelflow.step_id": result.step_id,
+                    "pixelflow.bytes": len(result.data),
+                },
+            ):
+                await self.storage.put(key, result.data, content_type=result.content_type)
             outputs.append(
                 Output(
                     step_id=result.step_id,
@@ -264,6 +312,7 @@ class Processor:
 
     async def _failed(self, job: Job, exc: PixelflowError) -> Attempt:
         error = JobError(code=exc.code, message=exc.message)
+        end_error(get_current_span(), error.code)
         retry = exc.transient and job.attempts < self.policy.max_attempts
         if retry:
             delay = backoff(

@@ -1,24 +1,60 @@
 """Prometheus metrics, in a registry owned by the app context (never the global one).
 
-Names and labels of the original PixelFlow are kept, so existing dashboards keep working.
+Names and labels of the original PixelFlow are kept, so existing dashboards keep working. Every
+label set is bounded: routes are templates spelled as the original's, unknown methods are
+``OTHER``, and nothing derived from a job id, a user or a raw path ever becomes a label.
 """
 
 from __future__ import annotations
 
-import threading
-from wsgiref.simple_server import WSGIServer
+import logging
+import re
+from collections.abc import Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
-from pixelflow.config import Address, ConfigError
+log = logging.getLogger(__name__)
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+_WEBHOOK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+# The original names the job's path parameter `{id}`; Starlette's routes say `{job_id}`, and
+# converters (`{key:path}`) are not part of a template's spelling.
+_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+_RENAMED_PARAMS = {"job_id": "id"}
+
+Refresher = Callable[[], Awaitable[None]]
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
+
+
+def route_label(template: str | None) -> str:
+    """The metric label of a route template (``None``: no route matched)."""
+    if template is None:
+        return UNMATCHED_ROUTE
+    return _PARAM.sub(lambda m: "{" + _RENAMED_PARAMS.get(m[1], m[1]) + "}", template)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._refreshers: list[Refresher] = []
         r = self.registry
+        # process_resident_memory_bytes and friends: the worker's memory as the kernel sees it.
+        ProcessCollector(registry=r)
         self.api_requests = Counter(
             "pixelflow_api_requests_total",
             "HTTP requests",
@@ -45,6 +81,12 @@ class Metrics:
         self.jobs_enqueued = Counter(
             "pixelflow_queue_jobs_enqueued_total", "Jobs enqueued", ["queue"], registry=r
         )
+        self.queue_depth = Gauge(
+            "pixelflow_queue_depth",
+            "Tasks in the queue (waiting, deferred or running), read at scrape time",
+            ["queue"],
+            registry=r,
+        )
         self.worker_jobs = Counter(
             "pixelflow_worker_jobs_total",
             "Job attempts by outcome",
@@ -58,8 +100,20 @@ class Metrics:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
+        self.worker_job_attempts = Histogram(
+            "pixelflow_worker_job_attempts",
+            "Attempts a job took, observed when it succeeds or fails",
+            ["status"],
+            buckets=_ATTEMPT_BUCKETS,
+            registry=r,
+        )
         self.worker_active_jobs = Gauge(
             "pixelflow_worker_active_jobs", "Jobs being processed now", registry=r
+        )
+        self.worker_vips_memory = Gauge(
+            "pixelflow_worker_vips_memory_bytes",
+            "Memory libvips has allocated for pixels now (its own tracked count)",
+            registry=r,
         )
         self.pipeline_outputs = Counter(
             "pixelflow_worker_pipeline_outputs_total", "Outputs written", registry=r
@@ -76,6 +130,19 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "pixelflow_webhook_deliveries_total",
+            "Webhook delivery attempts by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_delivery_duration = Histogram(
+            "pixelflow_webhook_delivery_duration_seconds",
+            "Webhook delivery attempt duration",
+            ["outcome"],
+            buckets=_WEBHOOK_BUCKETS,
+            registry=r,
+        )
         self.pixels_processed = Counter(
             "pixelflow_usage_pixels_processed_total", "Output pixels produced", registry=r
         )
@@ -86,29 +153,19 @@ class Metrics:
             "pixelflow_usage_compute_time_ms_total", "Processing time in milliseconds", registry=r
         )
 
+    def on_scrape(self, refresh: Refresher) -> None:
+        """Run ``refresh`` before each exposition (gauges read from a dependency, e.g. the
+        queue's depth): a value is as fresh as the scrape, and no sampler task is needed."""
+        self._refreshers.append(refresh)
 
-class MetricsServer:
-    """Serves ``/metrics`` on its own port, in a background thread of prometheus_client."""
+    def watch_vips_memory(self, read: Callable[[], int | None]) -> None:
+        self.worker_vips_memory.set_function(lambda: float(read() or 0))
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-
-    @classmethod
-    def start(cls, metrics: Metrics, address: Address, *, variable: str) -> MetricsServer:
-        try:
-            server, thread = start_http_server(
-                address.port, addr=address.host, registry=metrics.registry
-            )
-        except OSError as exc:
-            raise ConfigError(f"{variable}: cannot listen on {address} ({exc.strerror})") from exc
-        return cls(server, thread)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    async def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text and its content type, refreshed first."""
+        for refresh in self._refreshers:
+            try:
+                await refresh()
+            except Exception as exc:  # a scrape must still answer while a dependency is down
+                log.debug("metrics refresh failed: %s", exc)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -21,12 +21,15 @@ from pixelflow.core.models import JobTask
 from pixelflow.runtime import (
     build_processor,
     build_reconciler,
+    dependency_checks,
     open_context,
     open_imaging,
     run_webhook_delivery,
 )
+from pixelflow.services.health import readiness
 from pixelflow.services.reconciler import Reconciler
-from pixelflow.telemetry.metrics import Metrics, MetricsServer
+from pixelflow.telemetry.endpoint import metrics_endpoint
+from pixelflow.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,16 @@ async def serve_worker(settings: Settings) -> None:
         # Webhooks go out from a loop of their own, never from an image-processing attempt.
         await stack.enter_async_context(run_webhook_delivery(ctx))
         if settings.worker_metrics_addr is not None:
-            server = MetricsServer.start(
-                metrics, settings.worker_metrics_addr, variable="WORKER_METRICS_ADDR"
+            # The worker's probes live on its metrics port: /readyz asks its dependencies.
+            checks = dependency_checks(ctx)
+            await stack.enter_async_context(
+                metrics_endpoint(
+                    metrics,
+                    settings.worker_metrics_addr,
+                    variable="WORKER_METRICS_ADDR",
+                    readiness=lambda: readiness(checks),
+                )
             )
-            stack.callback(server.close)
 
         async def handle(task: JobTask) -> None:
             attempt = await processor.process(task)

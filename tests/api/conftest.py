@@ -42,7 +42,6 @@ async def make_client(tmp_path: Path, source_root: Path) -> AsyncIterator[Client
             environ = {
                 "PIXELFLOW_DATA_DIR": str(tmp_path / "data"),
                 "PIXELFLOW_LOCAL_SOURCE_ROOT": str(source_root),
-                "PIXELFLOW_API_METRICS_ADDR": "",
                 "WORKER_RETRY_BACKOFF": "0.1",
                 **env,
             }

@@ -14,9 +14,7 @@ from pixelflow.api.openapi import build_openapi
 from pixelflow.api.spec import ApiRoute, Spec
 from pixelflow.config import Role, load_settings
 from pixelflow.core.wire import CreateJobRequest, HealthStatus
-from tests.api.conftest import ClientFactory
 from tests.support.jobs import job_body
-from tests.support.processes import free_port
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -83,20 +81,27 @@ def test_a_new_route_appears_by_declaring_its_spec() -> None:
     assert "HealthStatus" in spec["components"]["schemas"]
 
 
-async def test_metrics_are_served_with_route_templates(make_client: ClientFactory) -> None:
-    port = free_port()
-    client = await make_client(PIXELFLOW_API_METRICS_ADDR=f"127.0.0.1:{port}")
+async def test_serve_answers_metrics_on_its_own_port(client: httpx.AsyncClient) -> None:
     created = await client.post("/v1/jobs", json=job_body({"id": "a", "action": "convert"}))
-    await client.get(f"/v1/jobs/{created.json()['job_id']}")
+    job_id = created.json()["job_id"]
+    await client.get(f"/v1/jobs/{job_id}")
     await client.get("/v1/jobs/no-such-job")
+    await client.post(f"/v1/jobs/{job_id}/start")
     await client.get("/nowhere")
+    await client.request("BREW", "/v1/jobs")
 
-    async with httpx.AsyncClient() as scraper:
-        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    text = (await client.get("/metrics")).text
     assert 'pixelflow_api_requests_total{method="POST",route="/v1/jobs",status="202"} 1.0' in text
-    assert 'route="/v1/jobs/{job_id}",status="200"} 1.0' in text
-    assert 'route="/v1/jobs/{job_id}",status="404"} 1.0' in text
+    assert 'method="GET",route="/v1/jobs/{id}",status="200"} 1.0' in text
+    assert 'method="GET",route="/v1/jobs/{id}",status="404"} 1.0' in text
+    # The source was never uploaded: start answers 4xx, still under the template.
+    assert 'method="POST",route="/v1/jobs/{id}/start",status="4' in text
     assert 'route="unmatched",status="404"} 1.0' in text
-    assert created.json()["job_id"] not in text  # never a raw path
+    assert 'method="OTHER",route="/v1/jobs",status="405"} 1.0' in text
+    assert "BREW" not in text and "{job_id}" not in text
+    assert job_id not in text  # never a raw path
     assert "pixelflow_api_request_duration_seconds_bucket" in text
+    # One endpoint carries both roles: the embedded worker's metrics are here too.
     assert "pixelflow_worker_active_jobs 0.0" in text
+    assert 'pixelflow_queue_depth{queue="default"}' in text
+    assert "process_resident_memory_bytes" in text

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered
+from pixelflow.adapters.imaging.protocol import (
+    ImageLimits,
+    Imaging,
+    Rendered,
+    StepObserver,
+)
 from pixelflow.adapters.imaging.vips import VipsImaging
 from pixelflow.adapters.queue.local import LocalQueue
 from pixelflow.adapters.storage.local import LocalObjectStorage
@@ -55,11 +60,19 @@ class GatedImaging:
         self.entered = asyncio.Event()
 
     async def render(
-        self, source: bytes, pipeline: list[Step], limits: ImageLimits
+        self,
+        source: bytes,
+        pipeline: list[Step],
+        limits: ImageLimits,
+        *,
+        on_step: StepObserver | None = None,
     ) -> list[Rendered]:
         self.entered.set()
         await self.gate.wait()
-        return await self.inner.render(source, pipeline, limits)
+        return await self.inner.render(source, pipeline, limits, on_step=on_step)
+
+    def memory_in_use(self) -> int | None:
+        return self.inner.memory_in_use()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -156,9 +156,9 @@ class Deployment:
         return "\n".join(parts)
 
     def job_runs(self, job_id: str) -> dict[str, int]:
-        """How many times each worker started ``job_id`` (from arq's "→ <id>:process_job" log
-        lines)."""
-        pattern = re.compile(rf"→ {re.escape(job_id)}:process_job\(")
+        """How many times each worker started ``job_id`` (from the worker's "job <id> picked
+        up" log lines: arq's own job lines are silenced, they printed the raw payload)."""
+        pattern = re.compile(rf"job {re.escape(job_id)} picked up")
         return {
             name: len(pattern.findall(process.log_text()))
             for name, process in self.processes.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from msgspec import Struct
@@ -27,15 +28,39 @@ class Rendered(Struct, kw_only=True):
     content_type: str
 
 
+class StepTiming(Struct, kw_only=True, frozen=True):
+    """When one step ran (wall clock, ns since the epoch): a trace span after the fact, since
+    libvips runs in a pool thread where the job's span is not current. ``step_id`` is
+    ``decode`` for the source's decode."""
+
+    step_id: str
+    action: str
+    started_ns: int
+    ended_ns: int
+
+
+StepObserver = Callable[[StepTiming], None]
+
+
 class Imaging(Protocol):
     async def render(
-        self, source: bytes, pipeline: list[Step], limits: ImageLimits
+        self,
+        source: bytes,
+        pipeline: list[Step],
+        limits: ImageLimits,
+        *,
+        on_step: StepObserver | None = None,
     ) -> list[Rendered]:
         """Decode ``source`` once and run the pipeline, returning every emitted step's output
         in pipeline order. Runs libvips off the event loop. Raises ``SourceTooLarge`` before
         decoding when the header's dimensions or the byte size exceed ``limits``, and
         ``ImageRejected(code="invalid_image")`` for empty, truncated or non-image input or a
-        format outside the allowlist."""
+        format outside the allowlist. ``on_step`` is told of each step as it finishes (from
+        the rendering thread)."""
+        ...
+
+    def memory_in_use(self) -> int | None:
+        """Bytes the image library holds for pixels now (``None``: it cannot tell)."""
         ...
 
     async def close(self) -> None: ...

@@ -8,10 +8,14 @@ next to nothing. The pool, not libvips, is where parallelism comes from.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pyvips
@@ -19,7 +23,7 @@ import pyvips
 from pixelflow.adapters.imaging import decode as decoding
 from pixelflow.adapters.imaging.encode import encode, prepare
 from pixelflow.adapters.imaging.operations import apply
-from pixelflow.adapters.imaging.protocol import ImageLimits, Rendered
+from pixelflow.adapters.imaging.protocol import ImageLimits, Rendered, StepObserver, StepTiming
 from pixelflow.core.errors import ImageRejected
 from pixelflow.core.formats import CONTENT_TYPES
 from pixelflow.core.models import Step
@@ -32,12 +36,22 @@ class VipsImaging:
             raise ValueError("workers must be at least 1")
         configure_libvips()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelflow-vips")
+        self._tracked_memory = _tracked_memory_reader()
 
     async def render(
-        self, source: bytes, pipeline: list[Step], limits: ImageLimits
+        self,
+        source: bytes,
+        pipeline: list[Step],
+        limits: ImageLimits,
+        *,
+        on_step: StepObserver | None = None,
     ) -> list[Rendered]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, render_job, source, pipeline, limits)
+        job = partial(render_job, source, pipeline, limits, on_step=on_step)
+        return await loop.run_in_executor(self._pool, job)
+
+    def memory_in_use(self) -> int | None:
+        return int(self._tracked_memory()) if self._tracked_memory is not None else None
 
     async def close(self) -> None:
         # Waits for renders in flight: libvips cannot be interrupted halfway through an image.
@@ -58,16 +72,48 @@ def configure_libvips() -> None:
         pyvips.operation_block_set(family, False)
 
 
-def render_job(source: bytes, pipeline: Sequence[Step], limits: ImageLimits) -> list[Rendered]:
+def _tracked_memory_reader() -> Any:
+    """libvips' own count of the pixel memory it holds (``vips_tracked_get_mem``), which
+    pyvips does not expose: read through ctypes from the libvips pyvips already loaded."""
+    try:
+        import _libvips  # type: ignore[import-not-found]  # pyvips' compiled binding
+
+        path: str | None = _libvips.__file__
+    except ImportError:
+        path = ctypes.util.find_library("vips")
+    try:
+        reader = ctypes.CDLL(path).vips_tracked_get_mem
+    except (OSError, AttributeError, TypeError):
+        return None
+    reader.restype = ctypes.c_size_t
+    reader.argtypes = []
+    return reader
+
+
+def render_job(
+    source: bytes,
+    pipeline: Sequence[Step],
+    limits: ImageLimits,
+    *,
+    on_step: StepObserver | None = None,
+) -> list[Rendered]:
     """The whole job, synchronously (in a pool thread)."""
+    started = time.time_ns()
     header = decoding.inspect(source, limits)
     plan = plan_pipeline(pipeline, source_format=header.loader.format)
     shrink = decode_shrink((p.step for p in plan.consumers(None)), header.width, header.height)
     results: dict[str | None, Any] = {None: decoding.decode(source, header, shrink)}
+    if on_step is not None:
+        on_step(
+            StepTiming(
+                step_id="decode", action="decode", started_ns=started, ended_ns=time.time_ns()
+            )
+        )
     # Results still to be read, so each is released after its last consumer.
     pending = Counter(planned.parent for planned in plan.steps)
     rendered: list[Rendered] = []
     for planned in plan.steps:
+        started = time.time_ns()
         with _step_errors(planned):
             image = apply(planned.step, results[planned.parent])
             _check_size(planned, image, limits)
@@ -77,6 +123,15 @@ def render_job(source: bytes, pipeline: Sequence[Step], limits: ImageLimits) -> 
                 results[planned.id] = image
             if planned.emit:
                 rendered.append(_encode(planned, image))
+        if on_step is not None:
+            on_step(
+                StepTiming(
+                    step_id=planned.id,
+                    action=planned.action,
+                    started_ns=started,
+                    ended_ns=time.time_ns(),
+                )
+            )
         pending[planned.parent] -= 1
         if not pending[planned.parent]:
             del results[planned.parent]

@@ -173,6 +173,12 @@ class ArqQueue:
         async with self._redis_call():
             await self._redis.delete(in_progress_key_prefix + job_id)
 
+    async def depth(self) -> int:
+        # arq's queue is a sorted set holding each job from enqueue until it finishes.
+        async with self._redis_call():
+            count: int = await self._redis.zcard(self.name)
+            return count
+
     async def ping(self) -> None:
         async with self._redis_call():
             await self._redis.ping()

@@ -57,6 +57,9 @@ class LocalQueue:
         """Nothing to drop: consumers live in this process, and a dead process takes its
         claims with it."""
 
+    async def depth(self) -> int:
+        return len(self._waiting | self._running | set(self._held))
+
     async def ping(self) -> None:
         if self._closed:
             raise QueueUnavailable("the queue is closed")

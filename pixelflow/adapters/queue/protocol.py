@@ -25,6 +25,11 @@ class Queue(Protocol):
         the store says the attempt's lease expired."""
         ...
 
+    async def depth(self) -> int:
+        """Tasks in this queue now: waiting, deferred or running (the backlog a metric shows
+        and an autoscaler or alert reads)."""
+        ...
+
     async def ping(self) -> None:
         """Raise ``QueueUnavailable`` if the queue cannot be used."""
         ...

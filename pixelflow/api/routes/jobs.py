@@ -21,6 +21,7 @@ from pixelflow.core.wire import (
     StartJobResponse,
 )
 from pixelflow.services.jobs import Redirect
+from pixelflow.telemetry.tracing import current_traceparent
 
 _MAX_IDEMPOTENCY_KEY = 255
 
@@ -35,7 +36,8 @@ async def create_job(request: Request) -> Response:
         user,
         job_request,
         idempotency_key=_idempotency_key(request),
-        traceparent=request.headers.get("traceparent"),
+        # The job's trace is this request's (its span when tracing is on, else the caller's).
+        traceparent=current_traceparent() or request.headers.get("traceparent"),
     )
     return json_response(created, status=202, headers=headers)
 

@@ -114,3 +114,30 @@ async def test_ping_succeeds_on_a_working_queue(subject: QueueUnderTest) -> None
 
 async def _not_pending(subject: QueueUnderTest, job_id: str) -> bool:
     return not await subject.queue.is_pending(job_id)
+
+
+async def test_depth_counts_waiting_deferred_and_running_tasks(subject: QueueUnderTest) -> None:
+    queue = subject.queue
+    first, deferred = subject.new_job_id(), subject.new_job_id()
+    assert await queue.depth() == 0
+
+    assert await queue.enqueue(JobTask(job_id=first)) is True
+    assert await queue.enqueue(JobTask(job_id=deferred), delay=30) is True
+    assert await queue.enqueue(JobTask(job_id=first)) is False  # not counted twice
+    assert await queue.depth() == 2
+
+    release = asyncio.Event()
+
+    async def hold(task: JobTask, seen: int) -> None:
+        await release.wait()
+
+    deliveries = Deliveries(effect=hold)
+    async with subject.consume(deliveries):
+        await deliveries.wait_for(1)
+        assert await queue.depth() == 2  # one running, one deferred
+        release.set()
+        await eventually(lambda: _depth_is(subject, 1))
+
+
+async def _depth_is(subject: QueueUnderTest, expected: int) -> bool:
+    return await subject.queue.depth() == expected
