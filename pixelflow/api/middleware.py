@@ -80,13 +80,17 @@ class TracingMiddleware:
 
     async def _named(self, scope: Scope, receive: Receive, send: Send) -> None:
         span = get_current_span()
-        with log_context.bound(trace_id=current_trace_id()):
-            try:
-                await self.app(scope, receive, send)
-            finally:
+
+        async def send_named(message: Message) -> None:
+            # Routing is done by the time the response starts, and the span is still open.
+            if message["type"] == "http.response.start":
                 route = scope_route(scope)
                 span.update_name(f"{method_label(scope['method'])} {route}")
                 span.set_attribute("http.route", route)
+            await send(message)
+
+        with log_context.bound(trace_id=current_trace_id()):
+            await self.app(scope, receive, send_named)
 
 
 def _redact_query(span: Span, scope: dict[str, Any]) -> None:

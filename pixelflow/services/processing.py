@@ -123,6 +123,7 @@ class Processor:
         self.metrics.worker_job_duration.labels(job.source_type, status).observe(elapsed)
         if status in ("succeeded", "failed"):
             self.metrics.worker_job_attempts.labels(status).observe(job.attempts)
+        log.info("job %s attempt %d: %s in %.2f s", job.id, job.attempts, status, elapsed)
         return attempt
 
     async def _claim(self, job_id: str) -> Job | None:
