@@ -113,6 +113,7 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             sources=sources,
             policy=job_policy(settings),
             guard=guard,
+            tracer=tracing.tracer,
         )
         yield AppContext(
             settings=settings,

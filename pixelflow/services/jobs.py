@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
+from opentelemetry.trace import Link, NoOpTracer, SpanKind, Tracer, get_current_span
 
 from pixelflow.adapters.queue.protocol import Queue
 from pixelflow.adapters.storage.protocol import ObjectStorage, ObjectStream, SourceFiles
@@ -21,6 +22,7 @@ from pixelflow.core.validation import validate_pipeline
 from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import JobPolicy
+from pixelflow.telemetry.tracing import context_from, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ class JobService:
         guard: AddressGuard,
         clock: Clock = utc_now,
         new_id: IdFactory = new_job_id,
+        tracer: Tracer | None = None,
     ) -> None:
+        self.tracer: Tracer = tracer or NoOpTracer()
         self.store = store
         self.queue = queue
         self.storage = storage
@@ -184,12 +188,22 @@ class JobService:
         return size
 
     async def _enqueue(self, job: Job) -> None:
-        try:
-            await self.queue.enqueue(JobTask(job_id=job.id, traceparent=job.traceparent))
-        except Unavailable:
-            # The job is queued in the database, the source of truth: the reconciler will
-            # enqueue it once the queue is back, so the client's request still succeeded.
-            log.warning("queue unavailable; job %s left for the reconciler", job.id)
+        # The enqueue joins the job's trace (begun by its create request), linked to the start
+        # request's own; the worker's spans continue from it.
+        with self.tracer.start_as_current_span(
+            "pixelflow.job.enqueue",
+            context=context_from(job.traceparent),
+            kind=SpanKind.PRODUCER,
+            links=[Link(get_current_span().get_span_context())],
+            attributes={"pixelflow.job_id": job.id},
+        ):
+            traceparent = current_traceparent() or job.traceparent
+            try:
+                await self.queue.enqueue(JobTask(job_id=job.id, traceparent=traceparent))
+            except Unavailable:
+                # The job is queued in the database, the source of truth: the reconciler will
+                # enqueue it once the queue is back, so the client's request still succeeded.
+                log.warning("queue unavailable; job %s left for the reconciler", job.id)
 
     def _start_response(
         self, job: Job, state: Literal["enqueued", "already_started"]

@@ -185,9 +185,18 @@ async def test_one_trace_per_job_from_api_request_to_worker_steps(
     assert len(worker_spans) == 1, worker_spans
     trace_id = worker_spans[0]["context"]["trace_id"]
     assert trace_id in trace_ids  # the worker continued the create request's trace
-    assert worker_spans[0]["parent_id"] in {
-        s["context"]["span_id"] for s in create if s["context"]["trace_id"] == trace_id
-    }
+    # ... through the start request's enqueue span, which joined the job's trace and links
+    # to the start request's own span.
+    enqueue = [
+        s for s in api_spans
+        if s["name"] == "pixelflow.job.enqueue" and s["attributes"]["pixelflow.job_id"] == job_id
+    ]  # fmt: skip
+    assert len(enqueue) == 1, api_spans
+    assert enqueue[0]["context"]["trace_id"] == trace_id
+    assert worker_spans[0]["parent_id"] == enqueue[0]["context"]["span_id"]
+    start = [s for s in api_spans if s["name"] == "POST /v1/jobs/{id}/start"]
+    linked = {link["context"]["span_id"] for link in enqueue[0]["links"]}
+    assert linked & {s["context"]["span_id"] for s in start}, enqueue[0]
 
     in_trace = [
         s for s in spans(observed.processes["worker"]) if s["context"]["trace_id"] == trace_id
