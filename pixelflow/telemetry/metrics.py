@@ -48,11 +48,24 @@ def route_label(template: str | None) -> str:
     return _PARAM.sub(lambda m: "{" + _RENAMED_PARAMS.get(m[1], m[1]) + "}", template)
 
 
+# pixelflow_webhook_deliveries_total{outcome}: what one delivery attempt came to.
+WEBHOOK_OUTCOMES = (
+    "delivered",  # 2xx
+    "retrying",  # failed (timeout, connection, 5xx, 429, ...); another attempt is scheduled
+    "gave_up",  # failed with no attempt left, or answered 410 Gone
+    "refused",  # the address failed the guard at delivery time (never connected)
+)
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, role: str = "serve") -> None:
         self.registry = CollectorRegistry()
         self._refreshers: list[Refresher] = []
         r = self.registry
+        # Which role a target plays: "no worker alive" is the absence of role="worker".
+        Gauge(
+            "pixelflow_process_info", "This process's role (always 1)", ["role"], registry=r
+        ).labels(role).set(1)
         # process_resident_memory_bytes and friends: the worker's memory as the kernel sees it.
         ProcessCollector(registry=r)
         self.api_requests = Counter(

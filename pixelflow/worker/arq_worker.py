@@ -46,7 +46,7 @@ def run_worker(settings: Settings) -> int:
 
 async def serve_worker(settings: Settings) -> None:
     assert settings.redis_url is not None, "config requires PIXELFLOW_REDIS_URL for workers"
-    metrics = Metrics()
+    metrics = Metrics(role="worker")
     async with contextlib.AsyncExitStack() as stack:
         ctx = await stack.enter_async_context(open_context(settings, metrics))
         imaging = await stack.enter_async_context(open_imaging(settings))

@@ -104,6 +104,7 @@ async def test_api_metrics_after_real_jobs(
     assert value(text, "pixelflow_queue_jobs_enqueued_total", queue=observed.redis.queue_name) == 2
     # Both jobs are finished, so nothing is left in the queue.
     assert value(text, "pixelflow_queue_depth", queue=observed.redis.queue_name) == 0
+    assert value(text, "pixelflow_process_info", role="api") == 1
     for job in jobs.values():
         assert job["created"]["job_id"] not in text  # labels are templates, never raw paths
     assert "{job_id}" not in text
@@ -138,6 +139,7 @@ async def test_worker_metrics_after_real_jobs(
     # Nothing is being rendered now, so libvips holds (close to) nothing; the gauge is live.
     assert 0 <= value(text, "pixelflow_worker_vips_memory_bytes") < 64 * 2**20
     assert value(text, "pixelflow_queue_depth", queue=observed.redis.queue_name) == 0
+    assert value(text, "pixelflow_process_info", role="worker") == 1
 
 
 async def test_worker_probes_on_its_metrics_port(observed: Deployment) -> None:
