@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pixelflow.config import Role, load_settings
+from tests.support.envdoc import documented, documented_for_pixelflow, read_by_code
 
 REPO = Path(__file__).resolve().parents[2]
 ASSIGNMENT = re.compile(r"^(?P<commented># ?)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
@@ -38,8 +39,13 @@ def test_the_sections_are_there() -> None:
         "serve (the embedded default)",
         "api, worker, migrate (production)",
         "Optional, any role (examples)",
+        "compose.yaml only (not read by PixelFlow)",
     ]
-    for role_only in ("serve (the embedded default)", "api, worker, migrate (production)"):
+    for role_only in (
+        "serve (the embedded default)",
+        "api, worker, migrate (production)",
+        "compose.yaml only (not read by PixelFlow)",
+    ):
         role_active, _ = sections()[role_only]
         assert not role_active, role_only  # nothing for one role only is on by default
 
@@ -69,3 +75,19 @@ def test_every_variable_the_code_reads_is_documented() -> None:
     assert len(read) > 30  # the pattern still finds the reads
     documented = {name for both in sections().values() for part in both for name in part}
     assert read - documented == set()
+
+
+def test_every_variable_named_anywhere_in_the_code_is_documented() -> None:
+    """Beyond config.py's reads: names in messages and other modules (OTEL_*, ...) too."""
+    read = read_by_code()
+    assert {"PIXELFLOW_DATABASE_URL", "WORKER_METRICS_ADDR", "OTEL_TRACES_EXPORTER"} <= read
+    assert read - documented() == set()
+
+
+def test_every_documented_pixelflow_variable_is_read() -> None:
+    # AWS_* and OTEL_* are read by libraries (botocore, the OpenTelemetry SDK) under their
+    # standard names; ours must not go stale. The compose-only section is compose's.
+    ours = {
+        name for name in documented_for_pixelflow() if name.startswith(("PIXELFLOW_", "WORKER_"))
+    }
+    assert ours - read_by_code() == set()
