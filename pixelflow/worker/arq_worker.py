@@ -17,6 +17,7 @@ from arq.worker import Worker, func
 
 from pixelflow.adapters.queue.arq import PROCESS_JOB_FUNCTION, handle_payload, worker_settings
 from pixelflow.config import Settings
+from pixelflow.core.errors import PixelflowError
 from pixelflow.core.models import JobTask
 from pixelflow.runtime import (
     build_processor,
@@ -115,6 +116,8 @@ async def _reconcile_forever(reconciler: Reconciler, interval: float) -> None:
     while True:
         try:
             await reconciler.run_once()
+        except PixelflowError as exc:  # a dependency is down: expected, no traceback
+            log.warning("reconciler pass failed: %s (%s)", exc.message, exc.code)
         except Exception:
             log.exception("reconciler pass failed")
         await asyncio.sleep(interval)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from pixelflow.adapters.queue.local import LocalQueue
+from pixelflow.core.errors import PixelflowError
 from pixelflow.core.models import JobTask
 from pixelflow.runtime import AppContext, build_processor, build_reconciler, open_imaging
 from pixelflow.services.processing import Processor
@@ -58,6 +59,8 @@ class LocalWorker:
             await asyncio.sleep(self.reconcile_interval)
             try:
                 await self.reconciler.run_once()
+            except PixelflowError as exc:  # a dependency is down: expected, no traceback
+                log.warning("reconciler pass failed: %s (%s)", exc.message, exc.code)
             except Exception:
                 log.exception("reconciler pass failed")
 
