@@ -97,7 +97,9 @@ def worker_policy(settings: Settings) -> WorkerPolicy:
 async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[AppContext]:
     """Open every adapter the settings name; close them all, in reverse, on exit."""
     async with contextlib.AsyncExitStack() as stack:
-        tracing = stack.enter_context(open_tracing(settings.traces_exporter, settings.service_name))
+        tracing = await stack.enter_async_context(
+            open_tracing(settings.traces_exporter, settings.service_name)
+        )
         store = await _open_store(settings, stack)
         queue = await _open_queue(settings, stack)
         metrics.on_scrape(_queue_depth_reader(queue, metrics))

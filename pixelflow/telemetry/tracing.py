@@ -9,9 +9,10 @@ delivery share one trace id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -46,9 +47,12 @@ class Tracing:
         return self.provider is not None
 
 
-@contextlib.contextmanager
-def open_tracing(exporter: str, service_name: str) -> Iterator[Tracing]:
-    """A tracer provider for ``exporter``, flushed and shut down when the block exits."""
+@contextlib.asynccontextmanager
+async def open_tracing(exporter: str, service_name: str) -> AsyncIterator[Tracing]:
+    """A tracer provider for ``exporter``, flushed and shut down when the block exits.
+
+    The flush runs in a thread: an unreachable OTLP collector holds it for up to
+    ``OTEL_EXPORTER_OTLP_TIMEOUT`` (10 s by default) and must not block the event loop."""
     if exporter == "none":
         yield Tracing()
         return
@@ -57,7 +61,7 @@ def open_tracing(exporter: str, service_name: str) -> Iterator[Tracing]:
     try:
         yield Tracing(provider)
     finally:
-        provider.shutdown()
+        await asyncio.to_thread(provider.shutdown)
 
 
 def _processor(exporter: str) -> SimpleSpanProcessor | BatchSpanProcessor:

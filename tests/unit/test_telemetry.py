@@ -138,14 +138,14 @@ def test_traceparent_parsing() -> None:
     assert context_from(None) is None
 
 
-def test_tracing_off_records_nothing_and_console_spans_are_one_line_each(
+async def test_tracing_off_records_nothing_and_console_spans_are_one_line_each(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with open_tracing("none", "pixelflow-test") as off:
+    async with open_tracing("none", "pixelflow-test") as off:
         assert not off.enabled
         with off.tracer.start_as_current_span("ignored"):
             pass
-    with open_tracing("console", "pixelflow-test") as on:
+    async with open_tracing("console", "pixelflow-test") as on:
         assert on.enabled
         with on.tracer.start_as_current_span("child", context=context_from(TRACEPARENT)):
             pass
