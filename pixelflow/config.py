@@ -254,7 +254,8 @@ def load_settings(
         # serve's worker runs inside the API process and nothing would listen there.
         raise ConfigError(
             "WORKER_METRICS_ADDR: not used by `pixelflow serve`, whose in-process worker is "
-            "measured with the API (PIXELFLOW_API_METRICS_ADDR); unset it"
+            "measured with the API (/metrics on its port, or PIXELFLOW_API_METRICS_ADDR); "
+            "unset it"
         )
     public_url = _public_url_setting(env.get("PIXELFLOW_PUBLIC_URL") or "") or _public_url(api_addr)
     retry_backoff = env.parse("WORKER_RETRY_BACKOFF", "2", _float)

@@ -193,6 +193,8 @@ def build_webhook_deliverer(ctx: AppContext) -> WebhookDeliverer:
         guard=ctx.webhook_guard,
         secrets=ctx.webhook_secrets,
         policy=webhook_policy(ctx.settings),
+        metrics=ctx.metrics,
+        tracer=ctx.tracing.tracer,
     )
 
 

@@ -16,15 +16,20 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer, get_current_span
+
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import SendFailed, WebhookClient, WebhookRequest
 from pixelflow.core import signing, webhooks
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import InvalidInput
+from pixelflow.core.errors import InvalidInput, PixelflowError
 from pixelflow.core.models import WebhookAttempt, WebhookEvent
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import WebhookPolicy
 from pixelflow.services.webhook_secrets import SigningSecrets
+from pixelflow.telemetry import context as log_context
+from pixelflow.telemetry.metrics import Metrics
+from pixelflow.telemetry.tracing import context_from, current_trace_id, end_error, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class WebhookDeliverer:
         policy: WebhookPolicy,
         clock: Clock = utc_now,
         jitter: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -48,6 +55,8 @@ class WebhookDeliverer:
         self.policy = policy
         self.clock = clock
         self.jitter = jitter
+        self.metrics = metrics
+        self.tracer: Tracer = tracer or NoOpTracer()
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -94,12 +103,42 @@ class WebhookDeliverer:
                 pass
 
     async def deliver(self, event: WebhookEvent) -> bool:
-        """One attempt for a claimed event; True if its result was recorded."""
+        """One attempt for a claimed event; True if its result was recorded. A span in the
+        job's trace, and log lines carrying the job's context."""
+        traceparent = await self._traceparent(event.job_id)
+        with (
+            self.tracer.start_as_current_span(
+                "pixelflow.webhook.deliver",
+                context=context_from(traceparent),
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "pixelflow.job_id": event.job_id,
+                    "pixelflow.webhook.event": event.event,
+                    "pixelflow.webhook.attempt": event.attempts + 1,
+                },
+            ),
+            log_context.bound(
+                job_id=event.job_id,
+                user_id=event.user_id,
+                trace_id=current_trace_id() or trace_id_of(traceparent),
+            ),
+        ):
+            return await self._deliver(event)
+
+    async def _traceparent(self, job_id: str) -> str | None:
+        try:
+            job = await self.store.get_job(job_id)
+        except PixelflowError:
+            return None  # the delivery still goes out; its span starts a trace of its own
+        return job.traceparent if job is not None else None
+
+    async def _deliver(self, event: WebhookEvent) -> bool:
         number = event.attempts + 1
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
         retry_after: float | None = None
+        refused = False
         try:
             addresses = await self.guard.addresses(event.url)
             secrets = await self.secrets.signing(event.user_id)
@@ -125,6 +164,7 @@ class WebhookDeliverer:
                 retry_after = webhooks.parse_retry_after(response.retry_after, self.clock())
         except InvalidInput as exc:
             error = exc.code  # the address is no longer allowed (or no longer resolves)
+            refused = True
         except SendFailed as exc:
             error = str(exc)
         finished = self.clock()
@@ -154,6 +194,20 @@ class WebhookDeliverer:
             outcome.state,
             "" if outcome.retry_in is None else f" (next in {outcome.retry_in:.1f}s)",
         )
+        label = "refused" if refused else _OUTCOME_LABELS[outcome.state]
+        if self.metrics is not None:
+            self.metrics.webhook_deliveries.labels(label).inc()
+            self.metrics.webhook_delivery_duration.labels(label).observe(time.monotonic() - started)
+        span = get_current_span()
+        span.set_attribute("pixelflow.webhook.outcome", label)
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if label != "delivered":
+            end_error(span, label)
         if not recorded:
             log.warning("webhook %s: attempt %d was taken over; result dropped", event.id, number)
         return recorded
+
+
+# pixelflow_webhook_deliveries_total{outcome} (telemetry.metrics.WEBHOOK_OUTCOMES)
+_OUTCOME_LABELS = {"delivered": "delivered", "pending": "retrying", "failed": "gave_up"}

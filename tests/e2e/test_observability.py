@@ -20,6 +20,7 @@ import pytest
 from tests.support.deployment import Deployment, production_deployment
 from tests.support.processes import PixelflowProcess, free_port
 from tests.support.prometheus import check_metrics, value
+from tests.support.receiver import Receiver, Reply
 from tests.support.seaweed import SeaweedServer
 
 PIPELINE = [
@@ -40,6 +41,9 @@ def observed(
         OTEL_TRACES_EXPORTER="console",
         PIXELFLOW_LOG_FORMAT="json",
         WORKER_MAX_ACTIVE_JOBS="1",
+        PIXELFLOW_WEBHOOK_ALLOW_PRIVATE="true",  # the receiver is on loopback
+        WEBHOOK_INITIAL_BACKOFF="0.2",
+        WEBHOOK_POLL_INTERVAL="0.2",
     ) as deployment:
         deployment.start(workers=("worker",))
         yield deployment
@@ -50,16 +54,28 @@ def metrics_url(deployment: Deployment, variable: str, path: str = "/metrics") -
 
 
 async def run_jobs(deployment: Deployment, fixtures_dir: Path) -> dict[str, dict[str, Any]]:
-    """One job that succeeds and one whose source is not an image; the created responses and
-    final records by outcome."""
+    """One job that succeeds and one whose source is not an image, each with a webhook (the
+    failed job's receiver answers 500 once, then 200); the created responses and final records
+    by outcome, once both webhooks are delivered."""
+    receiver = await Receiver().start()
+    try:
+        return await _run_jobs(deployment, fixtures_dir, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _run_jobs(
+    deployment: Deployment, fixtures_dir: Path, receiver: Receiver
+) -> dict[str, dict[str, Any]]:
     async with deployment.client("ops") as client:
         jobs: dict[str, dict[str, Any]] = {}
-        for outcome, data in (
-            ("succeeded", (fixtures_dir / "rocket.jpg").read_bytes()),
-            ("failed", b"this is not an image"),
+        for outcome, data, hook in (
+            ("succeeded", (fixtures_dir / "rocket.jpg").read_bytes(), receiver.script("/ok")),
+            ("failed", b"this is not an image", receiver.script("/flaky", Reply(status=500))),
         ):
             created = await client.post(
-                "/v1/jobs", json={"source_type": "s3_presigned", "pipeline": PIPELINE}
+                "/v1/jobs",
+                json={"source_type": "s3_presigned", "pipeline": PIPELINE, "webhook_url": hook},
             )
             assert created.status_code == 202, created.text
             body = created.json()
@@ -71,6 +87,15 @@ async def run_jobs(deployment: Deployment, fixtures_dir: Path) -> dict[str, dict
             job = await deployment.wait_status(client, body["job_id"], {"succeeded", "failed"})
             assert job["status"] == outcome, f"{job}\n{deployment.logs()}"
             jobs[outcome] = {"created": body, "job": job}
+        await receiver.wait_for("/ok", 1)
+        await receiver.wait_for("/flaky", 2)
+        for entry in jobs.values():
+            await deployment.wait_job(
+                client,
+                entry["created"]["job_id"],
+                lambda job: (job.get("webhook") or {}).get("state") == "delivered",
+                "webhook delivered",
+            )
         return jobs
 
 
@@ -140,6 +165,12 @@ async def test_worker_metrics_after_real_jobs(
     assert 0 <= value(text, "pixelflow_worker_vips_memory_bytes") < 64 * 2**20
     assert value(text, "pixelflow_queue_depth", queue=observed.redis.queue_name) == 0
     assert value(text, "pixelflow_process_info", role="worker") == 1
+    # Two deliveries went through; the flaky receiver's first answer (500) is retried.
+    assert value(text, "pixelflow_webhook_deliveries_total", outcome="delivered") == 2
+    assert value(text, "pixelflow_webhook_deliveries_total", outcome="retrying") == 1
+    assert (
+        value(text, "pixelflow_webhook_delivery_duration_seconds_count", outcome="delivered") == 2
+    )
 
 
 async def test_worker_probes_on_its_metrics_port(observed: Deployment) -> None:
@@ -158,6 +189,15 @@ def spans(process: PixelflowProcess) -> list[dict[str, Any]]:
         if line.startswith("{") and '"context"' in line and '"span_id"' in line:
             found.append(json.loads(line))
     return found
+
+
+def attempt_spans(deployment: Deployment, job_id: str) -> list[dict[str, Any]]:
+    """The worker's ``pixelflow.job.process`` spans (one per attempt) of ``job_id``."""
+    return [
+        s
+        for s in spans(deployment.processes["worker"])
+        if s["name"] == "pixelflow.job.process" and s["attributes"]["pixelflow.job_id"] == job_id
+    ]
 
 
 def log_events(process: PixelflowProcess) -> list[dict[str, Any]]:
@@ -180,10 +220,7 @@ async def test_one_trace_per_job_from_api_request_to_worker_steps(
     assert create, f"no create span in the API's output:\n{observed.logs()}"
     trace_ids = {s["context"]["trace_id"] for s in create}
 
-    worker_spans = [
-        s for s in spans(observed.processes["worker"])
-        if s["attributes"].get("pixelflow.job_id") == job_id
-    ]  # fmt: skip
+    worker_spans = attempt_spans(observed, job_id)
     assert len(worker_spans) == 1, worker_spans
     trace_id = worker_spans[0]["context"]["trace_id"]
     assert trace_id in trace_ids  # the worker continued the create request's trace
@@ -209,13 +246,21 @@ async def test_one_trace_per_job_from_api_request_to_worker_steps(
     assert "pixelflow.step decode" in names, names
     assert {"pixelflow.step resize", "pixelflow.step rotate"} <= set(names), names
     assert names.count("pixelflow.job.emit") == len(PIPELINE), names
+    # The webhook delivery (a loop of its own in the worker) joins the job's trace.
+    (hook,) = [s for s in in_trace if s["name"] == "pixelflow.webhook.deliver"]
+    assert hook["attributes"]["pixelflow.webhook.outcome"] == "delivered"
+    assert hook["attributes"]["pixelflow.webhook.event"] == "job.completed"
     # The failed job's trace says why.
     failed_id = jobs["failed"]["created"]["job_id"]
-    failed = [
-        s for s in spans(observed.processes["worker"])
-        if s["attributes"].get("pixelflow.job_id") == failed_id
-    ]  # fmt: skip
+    failed = attempt_spans(observed, failed_id)
     assert failed[0]["status"]["status_code"] == "ERROR", failed
+    failed_trace = failed[0]["context"]["trace_id"]
+    hooks = [
+        s for s in spans(observed.processes["worker"])
+        if s["name"] == "pixelflow.webhook.deliver" and s["context"]["trace_id"] == failed_trace
+    ]  # fmt: skip
+    outcomes = [s["attributes"]["pixelflow.webhook.outcome"] for s in hooks]
+    assert outcomes == ["retrying", "delivered"], outcomes
 
 
 async def test_logs_carry_the_job_context_and_no_payloads_or_signed_urls(
