@@ -27,10 +27,12 @@ from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.jobs import JobService
+from pixelflow.services.keys import KeyService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
+from pixelflow.services.usage import UsageService
 from pixelflow.services.webhook_secrets import SigningSecrets
 from pixelflow.services.webhooks import WebhookDeliverer
 from pixelflow.telemetry.metrics import Metrics
@@ -49,6 +51,8 @@ class AppContext:
     rate_limiter: RateLimiter
     jobs: JobService
     objects: ObjectService
+    keys: KeyService
+    usage: UsageService
     worker_policy: WorkerPolicy
     webhook_guard: AddressGuard
     webhook_secrets: SigningSecrets
@@ -119,10 +123,31 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             rate_limiter=rate_limiter,
             jobs=jobs,
             objects=ObjectService(storage if isinstance(storage, SelfServedStorage) else None),
+            keys=KeyService(store=store),
+            usage=UsageService(store=store),
             worker_policy=worker_policy(settings),
             webhook_guard=guard,
             webhook_secrets=SigningSecrets(store, shared=_shared_webhook_secret(settings)),
             webhook_client=_open_webhook_client(stack),
+        )
+
+
+@dataclass
+class AdminContext:
+    """What the operator commands (``pixelflow keys``, ``pixelflow usage``) need: the
+    database alone."""
+
+    store: Store
+    keys: KeyService
+    usage: UsageService
+
+
+@contextlib.asynccontextmanager
+async def open_admin_context(settings: Settings) -> AsyncIterator[AdminContext]:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await _open_store(settings, stack)
+        yield AdminContext(
+            store=store, keys=KeyService(store=store), usage=UsageService(store=store)
         )
 
 

@@ -15,7 +15,7 @@ from pixelflow.api.errors import HANDLERS
 from pixelflow.api.middleware import MetricsMiddleware
 from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
-from pixelflow.api.routes import docs, health, jobs, objects, webhooks
+from pixelflow.api.routes import docs, health, jobs, objects, usage, webhooks
 from pixelflow.config import Settings
 from pixelflow.runtime import AppContext, open_context
 from pixelflow.telemetry.metrics import Metrics, MetricsServer
@@ -38,7 +38,9 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             ctx = await stack.enter_async_context(open_context(settings, metrics))
             app.state.api = ApiState(
                 ctx=ctx,
-                auth=authenticator_for(settings.auth, settings.user_id_header),
+                auth=authenticator_for(
+                    settings.auth, header=settings.user_id_header, keys=ctx.keys
+                ),
                 limiter=RouteLimiter(
                     ctx.rate_limiter,
                     capacity=settings.rate_limit_capacity,
@@ -56,7 +58,14 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             yield
 
     app = Starlette(
-        routes=[*jobs.routes, *webhooks.routes, *objects.routes, *health.routes, *docs.routes],
+        routes=[
+            *jobs.routes,
+            *usage.routes,
+            *webhooks.routes,
+            *objects.routes,
+            *health.routes,
+            *docs.routes,
+        ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
