@@ -157,7 +157,7 @@ def test_serve_refuses_a_worker_metrics_address_but_not_an_empty_one(tmp_path: P
 def test_api_without_auth_binds_only_to_loopback() -> None:
     """The check serve makes, made for api too (its default address is every interface)."""
     environ = {**PRODUCTION, "PIXELFLOW_AUTH": "none"}
-    with pytest.raises(ConfigError, match="PIXELFLOW_API_ADDR.*pixelflow api"):
+    with pytest.raises(ConfigError, match=r"PIXELFLOW_API_ADDR.*pixelflow api"):
         load_settings(Role.API, environ)
     local = load_settings(Role.API, {**environ, "PIXELFLOW_API_ADDR": "127.0.0.1:8080"})
     assert local.auth == "none"
