@@ -15,7 +15,6 @@ from pixelflow.adapters.store.sqlite import SqliteStore
 from pixelflow.core.errors import InvalidInput, NotFound
 from pixelflow.core.identity import public_prefix
 from pixelflow.core.models import Usage
-from pixelflow.services import keys as keys_module
 from pixelflow.services.keys import KeyService
 from pixelflow.services.usage import UsageService
 from tests.contract.store.helpers import S, drive, make_job, step
@@ -89,7 +88,7 @@ async def test_last_use_is_recorded_at_most_once_a_minute(
 ) -> None:
     created = await keys.create("alice")
     recording = RecordingStore(store)
-    checking = KeyService(store=recording, clock=clock)  # type: ignore[arg-type]
+    checking = KeyService(store=recording, clock=clock)
 
     await checking.authenticate(created.secret)
     first_use = clock.now
@@ -134,12 +133,12 @@ async def test_no_such_key_costs_what_a_wrong_key_costs(
         compared.append((len(a), len(b)))
         return real_compare(a, b)
 
-    monkeypatch.setattr(keys_module.hmac, "compare_digest", compare)
+    monkeypatch.setattr(hmac, "compare_digest", compare)
     work = []
     for presented in (wrong, unknown):
         recording = RecordingStore(store)
         compared.clear()
-        checking = KeyService(store=recording)  # type: ignore[arg-type]
+        checking = KeyService(store=recording)
         assert await checking.authenticate(presented) is None
         work.append((recording.calls, list(compared)))
     assert work[0] == work[1] == (["get_api_key"], [(64, 64)])
