@@ -271,7 +271,7 @@ async def test_original_flow_in_header_mode(shared: Deployment, fixtures_dir: Pa
     user = shared.user("original")
     refused: list[list[tuple[str, str]]] = [
         [],
-        [("X-User-ID", " ")],
+        [("X-User-ID", "")],
         [("X-User-ID", f"{user} x")],
         [("X-User-ID", user), ("X-User-ID", user)],
     ]
