@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from contextlib import AbstractAsyncContextManager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar, Protocol
 
 import msgspec
@@ -44,6 +44,13 @@ from pixelflow.core.wire import event_body
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _EPOCH_DAY = date(1970, 1, 1)
+_STAND_IN_KEY = ApiKey(
+    id="",
+    user_id="",
+    name="",
+    key_hash="0" * 64,
+    created_at=datetime(1970, 1, 1, tzinfo=UTC),
+)
 # A create whose key is released or taken by a concurrent request starts over; more than a
 # couple of rounds means the key is being hammered, and the client should retry later.
 _IDEMPOTENCY_ROUNDS = 3
@@ -249,9 +256,12 @@ class SqlStore(abc.ABC):
             return await conn.fetchrow(sql.insert_api_key(key)) is not None
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
+        # A missing key is read and decoded as a stand-in, so it costs what a found key costs.
         async with self._connection() as conn:
-            row = await conn.fetchrow(sql.select_api_key(key_id))
-        return None if row is None else api_key_from_row(row)
+            row = await conn.fetchrow(sql.select_api_key(key_id, stand_in=_STAND_IN_KEY))
+        assert row is not None, "the lookup always returns one row"
+        key = api_key_from_row(row)
+        return key if row["found"] else None
 
     async def list_api_keys(self, *, user_id: str | None = None) -> list[ApiKey]:
         async with self._connection() as conn:

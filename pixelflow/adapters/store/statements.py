@@ -346,9 +346,22 @@ def insert_api_key(key: ApiKey) -> Statement:
     )
 
 
-def select_api_key(key_id: str) -> Statement:
+def select_api_key(key_id: str, *, stand_in: ApiKey) -> Statement:
+    """Exactly one row whether or not the key exists: the key's, or ``stand_in``'s values
+    with ``found`` false. Finding no key then costs the same row fetch and decode as finding
+    one (see ``KeyService.authenticate``)."""
     arg = _Args()
-    return arg.statement(f"{_SELECT_API_KEY} WHERE id = {arg(key_id)}")
+    wanted = arg(key_id)
+    values = api_key_values(stand_in)
+    columns = ", ".join(
+        f"CASE WHEN k.id IS NULL THEN {arg(values[column])} ELSE k.{column} END AS {column}"
+        for column in API_KEY_COLUMNS
+        if column != "id"
+    )
+    return arg.statement(
+        f"SELECT k.id IS NOT NULL AS found, w.wanted AS id, {columns}"
+        f" FROM (SELECT {wanted} AS wanted) AS w LEFT JOIN api_keys AS k ON k.id = w.wanted"
+    )
 
 
 def list_api_keys(user_id: str | None) -> Statement:
