@@ -214,3 +214,19 @@ def test_api_without_auth_refuses_a_public_address(tmp_path: Path) -> None:
     result = subprocess.run(pixelflow_command("api"), env=env, capture_output=True, timeout=60)
     assert result.returncode == 2, result.stderr.decode()
     assert b"PIXELFLOW_API_ADDR" in result.stderr and b"loopback" in result.stderr
+
+
+def test_submit_presents_a_key(keyed: Deployment, fixtures_dir: Path, tmp_path: Path) -> None:
+    """`pixelflow submit` takes the key from PIXELFLOW_API_KEY (or --api-key)."""
+    key = create_key(keyed, "grace")
+    command = pixelflow_command(
+        "submit", str(fixtures_dir / "rocket.jpg"), "--resize", "120", "--format", "png",
+        "--url", keyed.url, "--out", str(tmp_path),
+    )  # fmt: skip
+    env = {**keyed.process_env({}), "PIXELFLOW_API_KEY": key}
+    result = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    assert result.returncode == 0, f"{result.stderr.decode()}\n{keyed.logs()}"
+    assert [p.name for p in tmp_path.iterdir()] == ["rocket-output.png"]
+
+    without = subprocess.run(command, env=keyed.process_env({}), capture_output=True, timeout=120)
+    assert without.returncode == 1 and b"unauthorized" in without.stderr, without.stderr
