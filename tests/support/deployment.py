@@ -194,10 +194,10 @@ class Deployment:
         headers = {"X-User-ID": self.user(user)} if user is not None else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
-    def key_client(self, key: str, **kwargs: Any) -> httpx.AsyncClient:
-        """A client of an ``api_key`` deployment, presenting ``key``."""
+    def key_client(self, key: str, *, url: str | None = None) -> httpx.AsyncClient:
+        """A client of an ``api_key`` deployment presenting ``key``, to its API or ``url``."""
         headers = {"Authorization": f"Bearer {key}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return httpx.AsyncClient(base_url=url or self.url, headers=headers, timeout=30)
 
     async def wait_status(
         self,
