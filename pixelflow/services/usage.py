@@ -6,13 +6,15 @@ both answer through this service, so they print the same numbers.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.models import UsageDay
+from pixelflow.core.models import UsageDay, UsageTotals
 from pixelflow.core.usage import report_days, usage_window
 from pixelflow.core.wire import UsageReport
+
+_FIELDS: tuple[str, ...] = UsageTotals.__struct_fields__
 
 
 class UsageService:
@@ -29,37 +31,37 @@ class UsageService:
         by_day: bool = False,
     ) -> UsageReport:
         start, end = usage_window(start, end, now=self.clock())
-        # Checked before any query: a too-long day report costs nothing.
-        days = report_days(start, end) if by_day else None
-        totals = await self.store.usage_totals(user_id, start=start, end=end)
-        rows = None
-        if days is not None:
-            found = {
-                day.date: day for day in await self.store.usage_days(user_id, start=start, end=end)
-            }
-            # Every day of the range, zeros included: a chart needs no gap-filling.
-            rows = [found.get(day) or _empty_day(day) for day in days]
-        return UsageReport(
-            user_id=user_id,
-            start=start,
-            end=end,
-            jobs=totals.jobs,
-            pixels_processed=totals.pixels_processed,
-            bytes_in=totals.bytes_in,
-            bytes_out=totals.bytes_out,
-            bytes_saved=totals.bytes_saved,
-            compute_time_ms=totals.compute_time_ms,
-            days=rows,
-        )
+        if not by_day:
+            totals = await self.store.usage_totals(user_id, start=start, end=end)
+            return _report(user_id, start, end, totals, days=None)
+        days = report_days(start, end)  # refuses a too-long range before any query
+        found = {
+            row.date: row for row in await self.store.usage_days(user_id, start=start, end=end)
+        }
+        # Every day of the range, zeros included: a chart needs no gap-filling. The totals are
+        # the days' sum, so the two always agree (one query, one snapshot).
+        rows = [found.get(day) or UsageDay(date=day, **dict.fromkeys(_FIELDS, 0)) for day in days]
+        totals = UsageTotals(**{f: sum(getattr(row, f) for row in rows) for f in _FIELDS})
+        return _report(user_id, start, end, totals, days=rows)
 
 
-def _empty_day(day: date) -> UsageDay:
-    return UsageDay(
-        date=day,
-        jobs=0,
-        pixels_processed=0,
-        bytes_in=0,
-        bytes_out=0,
-        bytes_saved=0,
-        compute_time_ms=0,
+def _report(
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    totals: UsageTotals,
+    *,
+    days: list[UsageDay] | None,
+) -> UsageReport:
+    return UsageReport(
+        user_id=user_id,
+        start=start,
+        end=end,
+        jobs=totals.jobs,
+        pixels_processed=totals.pixels_processed,
+        bytes_in=totals.bytes_in,
+        bytes_out=totals.bytes_out,
+        bytes_saved=totals.bytes_saved,
+        compute_time_ms=totals.compute_time_ms,
+        days=days,
     )

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import abc
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 import msgspec
 
 from pixelflow.adapters.store import statements as sql
 from pixelflow.adapters.store.codec import (
-    USAGE_TOTAL_COLUMNS,
     Row,
     api_key_from_row,
     decode_cursor,
     encode_cursor,
     job_from_row,
+    usage_day_from_row,
     usage_from_row,
     usage_totals_from_row,
     webhook_delivery_from_row,
@@ -43,7 +43,6 @@ from pixelflow.core.states import JobStatus
 from pixelflow.core.wire import event_body
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-_EPOCH_DAY = date(1970, 1, 1)
 _STAND_IN_KEY = ApiKey(
     id="",
     user_id="",
@@ -289,13 +288,7 @@ class SqlStore(abc.ABC):
         statement = sql.usage_days(user_id, start=start, end=end, dialect=self.dialect)
         async with self._connection() as conn:
             rows = await conn.fetch(statement)
-        return [
-            UsageDay(
-                date=_EPOCH_DAY + timedelta(days=int(row["day"])),
-                **{column: int(row[column]) for column in USAGE_TOTAL_COLUMNS},
-            )
-            for row in rows
-        ]
+        return [usage_day_from_row(row) for row in rows]
 
 
 def _outcome_event(job: Job, at: datetime) -> WebhookEvent | None:

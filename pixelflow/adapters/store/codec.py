@@ -22,6 +22,7 @@ from pixelflow.core.models import (
     Output,
     Step,
     Usage,
+    UsageDay,
     UsageTotals,
     WebhookDelivery,
     WebhookEvent,
@@ -234,8 +235,17 @@ def api_key_from_row(row: Row) -> ApiKey:
 
 
 def usage_totals_from_row(row: Row) -> UsageTotals:
+    return UsageTotals(**_sums(row))
+
+
+def usage_day_from_row(row: Row) -> UsageDay:
+    """A row of sums per ``day``, the number of days since 1970-01-01."""
+    return UsageDay(date=_EPOCH.date() + timedelta(days=int(row["day"])), **_sums(row))
+
+
+def _sums(row: Row) -> dict[str, int]:
     # int(): SQLite's SUM and PostgreSQL's bigint casts both give integers; be exact anyway.
-    return UsageTotals(**{column: int(row[column]) for column in USAGE_TOTAL_COLUMNS})
+    return {column: int(row[column]) for column in USAGE_TOTAL_COLUMNS}
 
 
 def encode_cursor(job: Job) -> str:
