@@ -33,11 +33,11 @@ def parse_instant(name: str, raw: str) -> datetime:
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.upper())
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:  # a date alone
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # 25:00, Feb 30, or year 1 moved before year 1
         raise invalid_range(f"{name} is not a valid time: {raw[:64]!r}") from None
-    if parsed.tzinfo is None:  # a date alone
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def month_start(day: date) -> datetime:

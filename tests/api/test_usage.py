@@ -90,7 +90,7 @@ async def test_usage_is_in_the_openapi_document(client: httpx.AsyncClient) -> No
     document = (await client.get("/openapi.json")).json()
     operation = document["paths"]["/v1/usage"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {"from", "to", "group"}
-    assert set(operation["responses"]) == {"200", "400", "401"}
+    assert set(operation["responses"]) == {"200", "400", "401", "503"}
     schema = document["components"]["schemas"]["UsageReport"]
     assert {"from", "to", "jobs", *TOTALS, "days"} <= set(schema["properties"])
     assert set(document["components"]["schemas"]["UsageDay"]["required"]) >= {"date", "jobs"}

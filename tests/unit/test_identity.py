@@ -81,7 +81,16 @@ def test_rfc3339_times_and_dates_parse_to_utc(raw: str, expected: datetime) -> N
 
 @pytest.mark.parametrize(
     "raw",
-    ["yesterday", "2026-03-01T00:00:00", "2026-13-01", "2026-02-30T00:00:00Z", "1700000000", ""],
+    [
+        "yesterday",
+        "2026-03-01T00:00:00",
+        "2026-13-01",
+        "2026-02-30T00:00:00Z",
+        "2026-03-01T24:00:00Z",
+        "0001-01-01T00:00:00+01:00",  # before the first representable instant
+        "1700000000",
+        "",
+    ],
 )
 def test_anything_else_is_an_invalid_time_range(raw: str) -> None:
     with pytest.raises(InvalidInput) as caught:
