@@ -21,7 +21,7 @@ from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import WebhookClient
-from pixelflow.config import Settings, load_or_create_secret
+from pixelflow.config import ConfigError, Settings, load_or_create_secret
 from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
@@ -144,6 +144,17 @@ class AdminContext:
 
 @contextlib.asynccontextmanager
 async def open_admin_context(settings: Settings) -> AsyncIterator[AdminContext]:
+    """The database alone. An operator command never creates a SQLite database: a typo in the
+    data directory would otherwise give an empty key list, or keys no server reads."""
+    if settings.database_url.startswith("sqlite"):
+        from pixelflow.adapters.store.sqlite import sqlite_path
+
+        path = sqlite_path(settings.database_url)
+        if not await asyncio.to_thread(path.is_file):
+            raise ConfigError(
+                f"PIXELFLOW_DATABASE_URL: no database at {path} (set it, or point "
+                "PIXELFLOW_DATA_DIR / --data-dir at a `pixelflow serve` data directory)"
+            )
     async with contextlib.AsyncExitStack() as stack:
         store = await _open_store(settings, stack)
         yield AdminContext(
