@@ -53,8 +53,10 @@ def add_admin_commands(commands: Any) -> None:
 
     usage = commands.add_parser("usage", help="a user's usage totals (as GET /v1/usage)")
     usage.add_argument("--user", required=True, help="the user id")
-    usage.add_argument("--from", dest="start", help="RFC 3339 time or date (default: month start)")
-    usage.add_argument("--to", dest="end", help="RFC 3339 time or date, exclusive")
+    usage.add_argument(
+        "--from", dest="start", metavar="TIME", help="RFC 3339 time or date (default: month start)"
+    )
+    usage.add_argument("--to", dest="end", metavar="TIME", help="RFC 3339 time or date, exclusive")
     usage.add_argument("--group", choices=["day"], help="add one row per UTC day")
     usage.add_argument("--json", action="store_true", help="print the API's JSON instead")
     _database_option(usage)
