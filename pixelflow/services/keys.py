@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import unicodedata
+from collections.abc import Callable
 from datetime import timedelta
 
 from msgspec import Struct
@@ -42,9 +43,16 @@ class CreatedKey(Struct, kw_only=True, frozen=True):
 
 
 class KeyService:
-    def __init__(self, *, store: Store, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock = utc_now,
+        make_key: Callable[[], tuple[str, str]] = new_key,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.make_key = make_key
 
     async def create(self, user_id: str, *, name: str = "") -> CreatedKey:
         if not is_user_id(user_id):
@@ -54,7 +62,7 @@ class KeyService:
             )
         name = _check_name(name)
         for _ in range(_CREATE_ROUNDS):
-            key_id, secret = new_key()
+            key_id, secret = self.make_key()
             key = ApiKey(
                 id=key_id,
                 user_id=user_id,

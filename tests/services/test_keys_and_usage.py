@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pixelflow.adapters.store.sqlite import SqliteStore
-from pixelflow.core.errors import InvalidInput, NotFound
-from pixelflow.core.identity import public_prefix
+from pixelflow.core.errors import Conflict, InvalidInput, NotFound
+from pixelflow.core.identity import new_key, public_prefix
 from pixelflow.core.models import Usage
 from pixelflow.services.keys import KeyService
 from pixelflow.services.usage import UsageService
@@ -156,6 +156,22 @@ async def test_revoking_names_the_key_by_id_or_prefix(keys: KeyService) -> None:
     with pytest.raises(InvalidInput) as garbage:
         await keys.revoke(first.secret)  # the full key is not how keys are named
     assert garbage.value.code == "invalid_key_ref"
+
+
+async def test_a_taken_key_id_is_drawn_again(store: SqliteStore, clock: Clock) -> None:
+    """Ids are random: a clash draws a new one, and only a run of clashes gives up."""
+    first = new_key()
+    draws = iter([first, first, new_key()])
+    keys = KeyService(store=store, clock=clock, make_key=lambda: next(draws))
+    assert (await keys.create("alice")).key.id == first[0]
+    second = await keys.create("bob")
+    assert second.key.id != first[0] and second.key.user_id == "bob"
+
+    always = KeyService(store=store, clock=clock, make_key=lambda: first)
+    with pytest.raises(Conflict) as caught:
+        await always.create("carol")
+    assert caught.value.code == "api_key_id_taken"
+    assert sorted(key.user_id for key in await store.list_api_keys()) == ["alice", "bob"]
 
 
 @pytest.mark.parametrize(
