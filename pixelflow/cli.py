@@ -1,4 +1,4 @@
-"""The ``pixelflow`` command: serve, api, worker, migrate, submit."""
+"""The ``pixelflow`` command: serve, api, worker, migrate, submit, keys, usage."""
 
 from __future__ import annotations
 
@@ -64,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.set_defaults(run=_run_migrate)
 
+    from pixelflow.admin import add_admin_commands
     from pixelflow.client.submit import add_submit_arguments
 
     submit = commands.add_parser(
         "submit", help="upload an image, run a pipeline on it and save the outputs"
     )
     add_submit_arguments(submit)
+    add_admin_commands(commands)
     return parser
 
 

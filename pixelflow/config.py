@@ -32,6 +32,9 @@ class Role(enum.StrEnum):
     API = "api"
     WORKER = "worker"
     MIGRATE = "migrate"
+    # Operator commands (`pixelflow keys`, `pixelflow usage`): the database only, defaulting
+    # to the SQLite file of a `serve` data directory.
+    ADMIN = "admin"
 
 
 class ConfigError(Exception):
@@ -201,17 +204,21 @@ def load_settings(
     if api_addr is None:
         raise ConfigError("PIXELFLOW_API_ADDR: must not be empty")
 
+    embedded_database = f"sqlite:///{data_dir / 'pixelflow.db'}"
     if embedded:
-        database_url = env.get("PIXELFLOW_DATABASE_URL") or f"sqlite:///{data_dir / 'pixelflow.db'}"
+        database_url = env.get("PIXELFLOW_DATABASE_URL") or embedded_database
         redis_url = env.get("PIXELFLOW_REDIS_URL") or None
         storage_url = env.get("PIXELFLOW_STORAGE_URL") or f"file://{data_dir / 'objects'}"
         source_root: str | None = env.get("PIXELFLOW_LOCAL_SOURCE_ROOT") or os.getcwd()
     else:
-        database_url = env.require("PIXELFLOW_DATABASE_URL", role)
-        redis_url = env.require("PIXELFLOW_REDIS_URL", role) if role is not Role.MIGRATE else None
-        storage_url = (
-            env.require("PIXELFLOW_STORAGE_URL", role) if role is not Role.MIGRATE else "file:///"
-        )
+        if role is Role.ADMIN:
+            database_url = env.get("PIXELFLOW_DATABASE_URL") or embedded_database
+        else:
+            database_url = env.require("PIXELFLOW_DATABASE_URL", role)
+        # Only the processes that run jobs need the queue and the object store.
+        runs_jobs = role in {Role.API, Role.WORKER}
+        redis_url = env.require("PIXELFLOW_REDIS_URL", role) if runs_jobs else None
+        storage_url = env.require("PIXELFLOW_STORAGE_URL", role) if runs_jobs else "file:///"
         source_root = env.get("PIXELFLOW_LOCAL_SOURCE_ROOT") or None
 
     _url("PIXELFLOW_DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres"))
@@ -233,17 +240,12 @@ def load_settings(
         "none" if embedded else "api_key",
         lambda n, r: _choice(n, r, ("api_key", "header", "none")),
     )
-    # Only the HTTP roles authenticate anyone: a worker or `migrate` must not refuse to start
-    # over the API's identity setting.
-    if auth == "api_key" and role in {Role.API, Role.SERVE}:
-        raise ConfigError(
-            "PIXELFLOW_AUTH: api_key authentication is not available in this release yet; "
-            "use `header` behind an authenticating gateway, or `none` for local development"
-        )
-    if embedded and auth == "none" and not _is_loopback(api_addr.host):
+    # Without authentication anyone who can connect is the one user: only the HTTP roles
+    # listen, and they listen on loopback only.
+    if role in {Role.SERVE, Role.API} and auth == "none" and not _is_loopback(api_addr.host):
         raise ConfigError(
             f"PIXELFLOW_API_ADDR: {api_addr.host} is not a loopback address; with "
-            "PIXELFLOW_AUTH=none `serve` only binds to loopback"
+            f"PIXELFLOW_AUTH=none `pixelflow {role.value}` only binds to loopback"
         )
 
     # `serve` carries both roles' metrics on one endpoint: its own API port, unless an address

@@ -21,17 +21,19 @@ from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import WebhookClient
-from pixelflow.config import Settings, load_or_create_secret
+from pixelflow.config import ConfigError, Settings, load_or_create_secret
 from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.health import Ping
 from pixelflow.services.jobs import JobService
+from pixelflow.services.keys import KeyService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
+from pixelflow.services.usage import UsageService
 from pixelflow.services.webhook_secrets import SigningSecrets
 from pixelflow.services.webhooks import WebhookDeliverer
 from pixelflow.telemetry.metrics import Metrics
@@ -52,6 +54,8 @@ class AppContext:
     rate_limiter: RateLimiter
     jobs: JobService
     objects: ObjectService
+    keys: KeyService
+    usage: UsageService
     worker_policy: WorkerPolicy
     webhook_guard: AddressGuard
     webhook_secrets: SigningSecrets
@@ -128,10 +132,42 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             rate_limiter=rate_limiter,
             jobs=jobs,
             objects=ObjectService(storage if isinstance(storage, SelfServedStorage) else None),
+            keys=KeyService(store=store),
+            usage=UsageService(store=store),
             worker_policy=worker_policy(settings),
             webhook_guard=guard,
             webhook_secrets=SigningSecrets(store, shared=_shared_webhook_secret(settings)),
             webhook_client=_open_webhook_client(stack),
+        )
+
+
+@dataclass
+class AdminContext:
+    """What the operator commands (``pixelflow keys``, ``pixelflow usage``) need: the
+    database alone."""
+
+    store: Store
+    keys: KeyService
+    usage: UsageService
+
+
+@contextlib.asynccontextmanager
+async def open_admin_context(settings: Settings) -> AsyncIterator[AdminContext]:
+    """The database alone. An operator command never creates a SQLite database: a typo in the
+    data directory would otherwise give an empty key list, or keys no server reads."""
+    if settings.database_url.startswith("sqlite"):
+        from pixelflow.adapters.store.sqlite import sqlite_path
+
+        path = sqlite_path(settings.database_url)
+        if not await asyncio.to_thread(path.is_file):
+            raise ConfigError(
+                f"PIXELFLOW_DATABASE_URL: no database at {path} (set it, or point "
+                "PIXELFLOW_DATA_DIR / --data-dir at a `pixelflow serve` data directory)"
+            )
+    async with contextlib.AsyncExitStack() as stack:
+        store = await _open_store(settings, stack)
+        yield AdminContext(
+            store=store, keys=KeyService(store=store), usage=UsageService(store=store)
         )
 
 

@@ -17,7 +17,7 @@ from pixelflow.api.errors import HANDLERS
 from pixelflow.api.middleware import MetricsMiddleware, TracingMiddleware
 from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
-from pixelflow.api.routes import docs, health, jobs, objects, webhooks
+from pixelflow.api.routes import docs, health, jobs, objects, usage, webhooks
 from pixelflow.api.spec import ApiRoute, Raw, Spec
 from pixelflow.config import Settings
 from pixelflow.runtime import AppContext, open_context
@@ -58,7 +58,7 @@ def create_app(
             app.state.api = ApiState(
                 ctx=ctx,
                 auth=_LoggedAuthenticator(
-                    authenticator_for(settings.auth, settings.user_id_header)
+                    authenticator_for(settings.auth, header=settings.user_id_header, keys=ctx.keys)
                 ),
                 limiter=RouteLimiter(
                     ctx.rate_limiter,
@@ -88,6 +88,7 @@ def create_app(
     app = Starlette(
         routes=[
             *jobs.routes,
+            *usage.routes,
             *webhooks.routes,
             *objects.routes,
             *health.routes,

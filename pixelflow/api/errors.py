@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pixelflow.api.auth import AuthenticationFailed
 from pixelflow.api.ratelimit import rate_headers, retry_after_seconds
 from pixelflow.core import errors
 from pixelflow.core.wire import ErrorBody
@@ -41,9 +42,15 @@ def _rate_limited_headers(exc: errors.PixelflowError) -> dict[str, str]:
     }
 
 
+def _challenge_headers(exc: errors.PixelflowError) -> dict[str, str]:
+    assert isinstance(exc, AuthenticationFailed)
+    return {} if exc.challenge is None else {"WWW-Authenticate": exc.challenge}
+
+
 # The HTTP headers an error's data becomes: core errors carry data, never HTTP details.
 _HEADERS: dict[type[errors.PixelflowError], Callable[[errors.PixelflowError], dict[str, str]]] = {
     errors.RateLimited: _rate_limited_headers,
+    AuthenticationFailed: _challenge_headers,
 }
 
 _HTTP_CODES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,11 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     shortcuts.add_argument("--quality", type=int, metavar="1-100")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the API's base URL")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PIXELFLOW_API_KEY") or None,
+        help="API key sent as a bearer token (api_key auth mode; default $PIXELFLOW_API_KEY)",
+    )
     parser.add_argument("--user", help="user id sent in X-User-ID (header auth mode)")
     parser.add_argument("--out", type=Path, default=Path("."), help="where to save the outputs")
     parser.add_argument(
@@ -169,6 +175,8 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInput(f"{source} is not a file")
     pipeline = build_pipeline(args)
     headers = {"X-User-ID": args.user} if args.user else {}
+    if args.api_key:
+        headers["Authorization"] = f"Bearer {args.api_key}"
 
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
         created = msgspec.json.decode(

@@ -6,7 +6,7 @@ constraints are enforced by the decoder *and* published in the generated OpenAPI
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -269,6 +269,38 @@ class WebhookSecret(Struct, kw_only=True):
         if previous is not None and until is not None and now < until:
             return [self.secret, previous]
         return [self.secret]
+
+
+# ---------------------------------------------------------------------------------------------
+# API keys and usage reports
+# ---------------------------------------------------------------------------------------------
+
+
+class ApiKey(Struct, kw_only=True):
+    """A key as the store keeps it: the public lookup id and the hash, never the key."""
+
+    id: str
+    user_id: str
+    name: str
+    key_hash: str  # hex SHA-256 of the full key (core/identity.py)
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class UsageTotals(Struct, kw_only=True):
+    """Usage summed over the ``usage_logs`` rows of a time range (one row per succeeded job)."""
+
+    jobs: int
+    pixels_processed: int
+    bytes_in: int
+    bytes_out: int
+    bytes_saved: int
+    compute_time_ms: int
+
+
+class UsageDay(UsageTotals, kw_only=True):
+    date: date  # the UTC day
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from pixelflow.core.models import Job, JobError, Output, SourceType, Step, Usage, WebhookStatus
+from pixelflow.core.models import (
+    Job,
+    JobError,
+    Output,
+    SourceType,
+    Step,
+    Usage,
+    UsageDay,
+    UsageTotals,
+    WebhookStatus,
+)
 from pixelflow.core.states import JobStatus
 
 
@@ -163,6 +174,36 @@ class SignedUrlQuery(Struct, kw_only=True):
     method: Annotated[str, Meta(description="The method the URL was signed for.")] = ""
     expires: Annotated[str, Meta(description="Expiry, in Unix seconds.")] = ""
     signature: Annotated[str, Meta(description="HMAC-SHA256 of method, key and expiry.")] = ""
+
+
+class UsageQuery(Struct, kw_only=True, forbid_unknown_fields=True):
+    """GET /v1/usage's query string. The bounds stay text here: ``core.usage.parse_instant``
+    reads them (RFC 3339, or a date) and refuses them with ``invalid_time_range``."""
+
+    start: Annotated[
+        str | UnsetType,
+        Meta(
+            description="RFC 3339 time, or a date (00:00 UTC). Default: the start of the UTC "
+            "calendar month in which the range ends."
+        ),
+    ] = msgspec.field(default=UNSET, name="from")
+    end: Annotated[
+        str | UnsetType,
+        Meta(description="RFC 3339 time, or a date; exclusive. Default: next month's start."),
+    ] = msgspec.field(default=UNSET, name="to")
+    group: Annotated[
+        Literal["day"] | UnsetType, Meta(description="day: add one row per UTC day.")
+    ] = UNSET
+
+
+class UsageReport(UsageTotals, kw_only=True, omit_defaults=True):
+    """``GET /v1/usage``: the caller's totals over ``[from, to)``, and per UTC day with
+    ``group=day``."""
+
+    user_id: str
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    days: list[UsageDay] | None = None
 
 
 class ErrorBody(Struct, kw_only=True, omit_defaults=True):

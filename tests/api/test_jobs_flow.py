@@ -243,8 +243,12 @@ async def test_original_header_auth_flow(make_client: ClientFactory) -> None:
     job = await wait_for_user(client, job_id, headers)
     assert job["status"] == "succeeded" and job["user_id"] == "user-42"
 
+    # No header is no identity at all (the original let it into a shared anonymous tenant);
+    # another user's header finds nothing.
     anonymous = await client.get(f"/v1/jobs/{job_id}")
-    assert anonymous.status_code == 404
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized"
+    other = await client.get(f"/v1/jobs/{job_id}", headers={"X-User-ID": "user-43"})
+    assert other.status_code == 404
 
 
 async def wait_for_user(

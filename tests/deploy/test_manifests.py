@@ -208,9 +208,13 @@ def test_compose_variables_are_documented_secrets_required_and_config_valid() ->
     text = COMPOSE.read_text()
     assert references(text) - documented() == set()
     # Secrets have no defaults: compose refuses to start without them.
-    for secret in ("POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY", "WEBHOOK_SIGNING_SECRET"):
+    for secret in ("POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert re.search(rf"\$\{{{secret}:\?", text), secret
         assert not re.search(rf"\$\{{{secret}:-", text), secret
+    # api_key mode (compose's default) signs with per-user secrets: the shared one is optional,
+    # but never given a default value.
+    assert "${WEBHOOK_SIGNING_SECRET:-}" in text
+    assert not re.search(r"\$\{WEBHOOK_SIGNING_SECRET:-[^}]", text)
     services = compose()["services"]
     for name, role in (("api", Role.API), ("worker", Role.WORKER), ("migrate", Role.MIGRATE)):
         env = {key: str(value) for key, value in services[name]["environment"].items()}

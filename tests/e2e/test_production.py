@@ -212,7 +212,7 @@ async def test_two_workers_process_every_job_once(shared: Deployment, fixtures_d
 
 async def test_original_flow_in_header_mode(shared: Deployment, fixtures_dir: Path) -> None:
     """A client of the original PixelFlow: its request fields and response shapes, and
-    X-User-ID as the owner (another user, or none, gets 404)."""
+    X-User-ID as the owner (another user gets 404; no, or a bad, header 401)."""
     async with shared.client("original") as client:
         # The original's request: every field present, an empty webhook_url and object_key.
         created = await client.post(
@@ -257,15 +257,29 @@ async def test_original_flow_in_header_mode(shared: Deployment, fixtures_dir: Pa
         )
         assert job["user_id"] == shared.user("original")
 
-    # Another user, and no user at all (anonymous), cannot see it: 404 as for a missing job.
-    for headers in ({"X-User-ID": shared.user("mallory")}, {}):
-        async with httpx.AsyncClient(base_url=shared.url, headers=headers, timeout=30) as other:
-            for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/outputs/thumb"):
-                response = await other.get(path)
-                assert response.status_code == 404, (headers, path, response.text)
-                assert response.json()["code"] == "job_not_found", response.text
-            response = await other.post(f"/v1/jobs/{job_id}/start")
-            assert response.status_code == 404, response.text
+    # Another user cannot see it: 404 as for a missing job.
+    async with shared.client("mallory") as other:
+        for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/outputs/thumb"):
+            response = await other.get(path)
+            assert response.status_code == 404, (path, response.text)
+            assert response.json()["code"] == "job_not_found", response.text
+        response = await other.post(f"/v1/jobs/{job_id}/start")
+        assert response.status_code == 404, response.text
+
+    # No header, or one that is blank, malformed or repeated, is no identity at all (the
+    # original let such requests into a shared "anonymous" tenant).
+    user = shared.user("original")
+    refused: list[list[tuple[str, str]]] = [
+        [],
+        [("X-User-ID", "")],
+        [("X-User-ID", f"{user} x")],
+        [("X-User-ID", user), ("X-User-ID", user)],
+    ]
+    async with httpx.AsyncClient(base_url=shared.url, timeout=30) as anonymous:
+        for headers in refused:
+            response = await anonymous.get(f"/v1/jobs/{job_id}", headers=headers)
+            assert response.status_code == 401, (headers, response.text)
+            assert response.json()["code"] == "unauthorized", response.text
 
 
 async def test_concurrent_starts_enqueue_once(shared: Deployment, fixtures_dir: Path) -> None:

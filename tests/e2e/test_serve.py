@@ -250,3 +250,53 @@ def test_submit_timeout_says_the_job_keeps_running(
     with httpx.Client(base_url=serve.url, timeout=30) as client:
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] in {"queued", "processing"}
         assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202  # tidy up
+
+
+def test_keys_on_a_serve_data_directory(tmp_path: Path, fixtures_dir: Path) -> None:
+    """`pixelflow keys` against serve's SQLite file while serve runs in api_key mode: the key
+    works at once, is refused at once after its revocation, and the file never holds it."""
+    server = Serve(tmp_path, fixtures_dir, PIXELFLOW_AUTH="api_key").start()
+    data_dir = str(server.data_dir)
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        command = pixelflow_command("keys", *args, "--data-dir", data_dir)
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    try:
+        created = keys("create", "--user", "alice", "--name", "laptop")
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip()
+        prefix = key[: len("pf_") + 8]
+        bearer = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/v1/jobs").status_code == 401
+            assert client.get("/v1/jobs", headers=bearer).status_code == 200
+
+            listed = keys("list")
+            assert (
+                prefix in listed.stdout and "alice" in listed.stdout and "laptop" in listed.stdout
+            )
+            assert key not in listed.stdout
+            assert keys("revoke", prefix).returncode == 0
+            refused = client.get("/v1/jobs", headers=bearer)
+            assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
+    finally:
+        server.stop()
+
+    dumped = b"".join(path.read_bytes() for path in server.data_dir.glob("pixelflow.db*"))
+    assert prefix.removeprefix("pf_").encode() in dumped  # the key's row is in these bytes
+    assert key.encode() not in dumped
+    assert key.split("_", 2)[2].encode() not in dumped
+
+
+def test_operator_commands_never_create_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-data-dir"
+    result = subprocess.run(
+        pixelflow_command("keys", "list", "--data-dir", str(missing)),
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"PIXELFLOW_DATABASE_URL: no database at" in result.stderr
+    assert not missing.exists()

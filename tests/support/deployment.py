@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -35,7 +36,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import httpx
 
 from tests.support.postgres import create_database, drop_database, run_sync
-from tests.support.processes import PixelflowProcess, free_port
+from tests.support.processes import PixelflowProcess, free_port, pixelflow_command
 from tests.support.redis import RedisRun
 from tests.support.seaweed import S3Endpoint
 
@@ -114,13 +115,31 @@ class Deployment:
             # user's own secret, or the shared one): the others start without it.
             merged.pop("PIXELFLOW_AUTH", None)
         process = PixelflowProcess([command], env=merged, log_path=self.workdir / f"{name}.log")
-        process.env = {
-            key: value
-            for key, value in process.env.items()
-            if key in merged or not key.startswith(_INHERITED_PREFIXES)
-        }
+        process.env = self.process_env(merged)
         self.processes[name] = process.start()
         return process
+
+    def process_env(self, merged: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a child: ``merged`` over this shell's, minus whatever PixelFlow
+        settings the shell carries that ``merged`` does not set."""
+        return {
+            key: value
+            for key, value in {**os.environ, **merged}.items()
+            if key in merged or not key.startswith(_INHERITED_PREFIXES)
+        }
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``pixelflow <args>`` (an operator command) against this deployment's database."""
+        result = subprocess.run(
+            pixelflow_command(*args),
+            env=self.process_env(self.env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check:
+            assert result.returncode == 0, f"pixelflow {' '.join(args)}: {result.stderr}"
+        return result
 
     def start(self, *, api: bool = True, workers: tuple[str, ...] = (), **env: str) -> None:
         """Start the API and the named workers together, then wait until each is ready."""
@@ -174,6 +193,11 @@ class Deployment:
     def client(self, user: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"X-User-ID": self.user(user)} if user is not None else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def key_client(self, key: str, *, url: str | None = None) -> httpx.AsyncClient:
+        """A client of an ``api_key`` deployment presenting ``key``, to its API or ``url``."""
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.AsyncClient(base_url=url or self.url, headers=headers, timeout=30)
 
     async def wait_status(
         self,

@@ -97,10 +97,9 @@ def test_serve_without_auth_binds_only_to_loopback(tmp_path: Path) -> None:
     assert exposed.api_addr.host == "0.0.0.0"
 
 
-def test_api_keys_are_refused_only_where_they_would_authenticate() -> None:
+def test_api_defaults_to_api_keys() -> None:
     environ = {k: v for k, v in PRODUCTION.items() if k != "PIXELFLOW_AUTH"}
-    with pytest.raises(ConfigError, match="PIXELFLOW_AUTH"):
-        load_settings(Role.API, environ)
+    assert load_settings(Role.API, environ).auth == "api_key"
     assert load_settings(Role.WORKER, environ).auth == "api_key"
 
 
@@ -153,3 +152,22 @@ def test_serve_refuses_a_worker_metrics_address_but_not_an_empty_one(tmp_path: P
         load_settings(Role.SERVE, {**environ, "WORKER_METRICS_ADDR": ":9091"})
     assert load_settings(Role.SERVE, {**environ, "WORKER_METRICS_ADDR": ""})
     assert load_settings(Role.WORKER, {**PRODUCTION, "WORKER_METRICS_ADDR": ":9091"})
+
+
+def test_api_without_auth_binds_only_to_loopback() -> None:
+    """The check serve makes, made for api too (its default address is every interface)."""
+    environ = {**PRODUCTION, "PIXELFLOW_AUTH": "none"}
+    with pytest.raises(ConfigError, match=r"PIXELFLOW_API_ADDR.*pixelflow api"):
+        load_settings(Role.API, environ)
+    local = load_settings(Role.API, {**environ, "PIXELFLOW_API_ADDR": "127.0.0.1:8080"})
+    assert local.auth == "none"
+    # A worker does not listen for API requests: the setting does not concern it.
+    assert load_settings(Role.WORKER, environ).auth == "none"
+
+
+def test_operator_commands_default_to_the_serve_database(tmp_path: Path) -> None:
+    settings = load_settings(Role.ADMIN, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'pixelflow.db'}"
+    assert settings.redis_url is None
+    configured = load_settings(Role.ADMIN, PRODUCTION)
+    assert configured.database_url == PRODUCTION["PIXELFLOW_DATABASE_URL"]

@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import abc
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Protocol
 
 import msgspec
 
 from pixelflow.adapters.store import statements as sql
 from pixelflow.adapters.store.codec import (
     Row,
+    api_key_from_row,
     decode_cursor,
     encode_cursor,
     job_from_row,
+    usage_day_from_row,
     usage_from_row,
+    usage_totals_from_row,
     webhook_delivery_from_row,
     webhook_event_from_row,
     webhook_secret_from_row,
 )
+from pixelflow.adapters.store.schema import Dialect
 from pixelflow.core import webhooks
 from pixelflow.core.errors import Conflict
 from pixelflow.core.models import (
+    ApiKey,
     Job,
     JobPage,
     Transition,
     Usage,
+    UsageDay,
+    UsageTotals,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
@@ -36,6 +43,13 @@ from pixelflow.core.states import JobStatus
 from pixelflow.core.wire import event_body
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_STAND_IN_KEY = ApiKey(
+    id="",
+    user_id="",
+    name="",
+    key_hash="0" * 64,
+    created_at=datetime(1970, 1, 1, tzinfo=UTC),
+)
 # A create whose key is released or taken by a concurrent request starts over; more than a
 # couple of rounds means the key is being hammered, and the client should retry later.
 _IDEMPOTENCY_ROUNDS = 3
@@ -54,6 +68,8 @@ class Connection(Protocol):
 
 class SqlStore(abc.ABC):
     """Implements the ``Store`` Protocol on top of ``_connection`` and ``_transaction``."""
+
+    dialect: ClassVar[Dialect]
 
     @abc.abstractmethod
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
@@ -231,6 +247,48 @@ class SqlStore(abc.ABC):
                 row = await conn.fetchrow(sql.select_webhook_secret(user_id))
         assert row is not None
         return webhook_secret_from_row(row)
+
+    # -- API keys ----------------------------------------------------------------------------
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        async with self._connection() as conn:
+            return await conn.fetchrow(sql.insert_api_key(key)) is not None
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        # A missing key is read and decoded as a stand-in, so it costs what a found key costs.
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.select_api_key(key_id, stand_in=_STAND_IN_KEY))
+        assert row is not None, "the lookup always returns one row"
+        key = api_key_from_row(row)
+        return key if row["found"] else None
+
+    async def list_api_keys(self, *, user_id: str | None = None) -> list[ApiKey]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.list_api_keys(user_id))
+        return [api_key_from_row(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> ApiKey | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.revoke_api_key(key_id, at))
+        return None if row is None else api_key_from_row(row)
+
+    async def touch_api_key(self, key_id: str, *, at: datetime) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql.touch_api_key(key_id, at))
+
+    # -- usage reports -----------------------------------------------------------------------
+
+    async def usage_totals(self, user_id: str, *, start: datetime, end: datetime) -> UsageTotals:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.usage_totals(user_id, start=start, end=end))
+        assert row is not None, "an aggregate without GROUP BY always returns a row"
+        return usage_totals_from_row(row)
+
+    async def usage_days(self, user_id: str, *, start: datetime, end: datetime) -> list[UsageDay]:
+        statement = sql.usage_days(user_id, start=start, end=end, dialect=self.dialect)
+        async with self._connection() as conn:
+            rows = await conn.fetch(statement)
+        return [usage_day_from_row(row) for row in rows]
 
 
 def _outcome_event(job: Job, at: datetime) -> WebhookEvent | None:

@@ -16,11 +16,14 @@ import msgspec
 
 from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import (
+    ApiKey,
     Job,
     JobError,
     Output,
     Step,
     Usage,
+    UsageDay,
+    UsageTotals,
     WebhookDelivery,
     WebhookEvent,
     WebhookSecret,
@@ -65,9 +68,21 @@ USAGE_COLUMNS: tuple[str, ...] = (
     "bytes_saved",
     "compute_time_ms",
 )
+API_KEY_COLUMNS: tuple[str, ...] = (
+    "id",
+    "user_id",
+    "name",
+    "key_hash",
+    "created_at",
+    "last_used_at",
+    "revoked_at",
+)
+USAGE_TOTAL_COLUMNS: tuple[str, ...] = ("jobs", *USAGE_COLUMNS)
 TIME_COLUMNS: frozenset[str] = frozenset(
     {
         "created_at",
+        "last_used_at",
+        "revoked_at",
         "updated_at",
         "queued_at",
         "started_at",
@@ -209,6 +224,28 @@ def usage_from_row(row: Row, *, prefix: str = "") -> Usage | None:
     if row[prefix + USAGE_COLUMNS[0]] is None:
         return None
     return Usage(**{column: row[prefix + column] for column in USAGE_COLUMNS})
+
+
+def api_key_values(key: ApiKey) -> dict[str, object]:
+    return {column: getattr(key, column) for column in API_KEY_COLUMNS}
+
+
+def api_key_from_row(row: Row) -> ApiKey:
+    return ApiKey(**{column: row[column] for column in API_KEY_COLUMNS})
+
+
+def usage_totals_from_row(row: Row) -> UsageTotals:
+    return UsageTotals(**_sums(row))
+
+
+def usage_day_from_row(row: Row) -> UsageDay:
+    """A row of sums per ``day``, the number of days since 1970-01-01."""
+    return UsageDay(date=_EPOCH.date() + timedelta(days=int(row["day"])), **_sums(row))
+
+
+def _sums(row: Row) -> dict[str, int]:
+    # int(): SQLite's SUM and PostgreSQL's bigint casts both give integers; be exact anyway.
+    return {column: int(row[column]) for column in USAGE_TOTAL_COLUMNS}
 
 
 def encode_cursor(job: Job) -> str:

@@ -29,6 +29,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 class PostgresStore(SqlStore):
+    dialect = "postgresql"
+
     def __init__(self, pool: Any, *, acquire_timeout: float = 10.0) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout

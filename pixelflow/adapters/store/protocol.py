@@ -6,10 +6,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from pixelflow.core.models import (
+    ApiKey,
     Job,
     JobPage,
     Transition,
     Usage,
+    UsageDay,
+    UsageTotals,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
@@ -99,6 +102,36 @@ class Store(Protocol):
         self, user_id: str, *, new_secret: str, now: datetime, overlap: timedelta
     ) -> WebhookSecret:
         """Replace the user's secret; the one replaced keeps signing until ``now + overlap``."""
+        ...
+
+    async def usage_totals(self, user_id: str, *, start: datetime, end: datetime) -> UsageTotals:
+        """The user's usage rows (one per succeeded job, timed by its success) written in
+        ``[start, end)``, summed; ``jobs`` counts the rows."""
+        ...
+
+    async def usage_days(self, user_id: str, *, start: datetime, end: datetime) -> list[UsageDay]:
+        """The same sums per UTC day, oldest first; days without rows are left out."""
+        ...
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        """Insert ``key``; False (and nothing written) when its id is already taken."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with this lookup id, revoked or not; None if there is none."""
+        ...
+
+    async def list_api_keys(self, *, user_id: str | None = None) -> list[ApiKey]:
+        """Every key (of ``user_id``, when given), oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> ApiKey | None:
+        """Mark the key revoked (a revoked key keeps its first ``revoked_at``); the key, or
+        None if there is none."""
+        ...
+
+    async def touch_api_key(self, key_id: str, *, at: datetime) -> None:
+        """Set ``last_used_at`` to ``at`` unless it is already later."""
         ...
 
     async def ping(self) -> None:

@@ -44,6 +44,8 @@ def sqlite_path(location: str | Path) -> Path:
 
 
 class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._statements = _SqliteConnection(conn)

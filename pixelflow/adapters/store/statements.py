@@ -10,18 +10,21 @@ from datetime import datetime
 from typing import NamedTuple
 
 from pixelflow.adapters.store.codec import (
+    API_KEY_COLUMNS,
     JOB_COLUMNS,
     JOB_WEBHOOK_COLUMNS,
     USAGE_COLUMNS,
     WEBHOOK_DELIVERY_COLUMNS,
     WEBHOOK_EVENT_COLUMNS,
     WEBHOOK_SECRET_COLUMNS,
+    api_key_values,
     job_values,
     to_json,
     usage_values,
     webhook_event_values,
 )
-from pixelflow.core.models import Job, Transition, Usage, WebhookAttempt, WebhookEvent
+from pixelflow.adapters.store.schema import Dialect
+from pixelflow.core.models import ApiKey, Job, Transition, Usage, WebhookAttempt, WebhookEvent
 from pixelflow.core.states import TERMINAL, JobStatus, can_transition
 
 
@@ -324,4 +327,100 @@ def rotate_webhook_secret(
         f"UPDATE webhook_secrets SET previous_secret = secret,"
         f" previous_expires_at = {arg(previous_until)}, secret = {arg(secret)},"
         f" created_at = {arg(at)} WHERE user_id = {arg(user_id)} RETURNING {_SECRET_COLUMNS}"
+    )
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+_SELECT_API_KEY = f"SELECT {', '.join(API_KEY_COLUMNS)} FROM api_keys"
+
+
+def insert_api_key(key: ApiKey) -> Statement:
+    """Insert ``key``; an id already taken inserts nothing and returns no row."""
+    arg = _Args()
+    values = api_key_values(key)
+    placeholders = ", ".join(arg(value) for value in values.values())
+    return arg.statement(
+        f"INSERT INTO api_keys ({', '.join(values)}) VALUES ({placeholders})"
+        " ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
+
+
+def select_api_key(key_id: str, *, stand_in: ApiKey) -> Statement:
+    """Exactly one row whether or not the key exists: the key's, or ``stand_in``'s values
+    with ``found`` false. Finding no key then costs the same row fetch and decode as finding
+    one (see ``KeyService.authenticate``)."""
+    arg = _Args()
+    wanted = arg(key_id)
+    values = api_key_values(stand_in)
+    columns = ", ".join(
+        f"CASE WHEN k.id IS NULL THEN {arg(values[column])} ELSE k.{column} END AS {column}"
+        for column in API_KEY_COLUMNS
+        if column != "id"
+    )
+    return arg.statement(
+        f"SELECT k.id IS NOT NULL AS found, w.wanted AS id, {columns}"
+        f" FROM (SELECT {wanted} AS wanted) AS w LEFT JOIN api_keys AS k ON k.id = w.wanted"
+    )
+
+
+def list_api_keys(user_id: str | None) -> Statement:
+    arg = _Args()
+    where = "" if user_id is None else f" WHERE user_id = {arg(user_id)}"
+    return arg.statement(f"{_SELECT_API_KEY}{where} ORDER BY created_at, id")
+
+
+def revoke_api_key(key_id: str, at: datetime) -> Statement:
+    """Revoke once: a second revocation keeps the first one's time."""
+    arg = _Args()
+    return arg.statement(
+        f"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {arg(at)})"
+        f" WHERE id = {arg(key_id)} RETURNING {', '.join(API_KEY_COLUMNS)}"
+    )
+
+
+def touch_api_key(key_id: str, at: datetime) -> Statement:
+    """Record a use; never moves ``last_used_at`` backwards (replicas race)."""
+    arg = _Args()
+    when = arg(at)
+    return arg.statement(
+        f"UPDATE api_keys SET last_used_at = {when} WHERE id = {arg(key_id)}"
+        f" AND (last_used_at IS NULL OR last_used_at < {when})"
+    )
+
+
+# -- usage reports -----------------------------------------------------------------------------
+
+# The UTC day of ``created_at`` as a day number since 1970-01-01: the one expression the two
+# dialects cannot share (SQLite keeps times as integer microseconds since the epoch).
+_DAY_NUMBER: dict[Dialect, str] = {
+    "postgresql": "CAST(floor(extract(epoch FROM created_at) / 86400) AS BIGINT)",
+    "sqlite": "(created_at / 86400000000)",
+}
+# SUM of bigint is numeric in PostgreSQL; the cast brings it back to an integer type.
+_USAGE_SUMS = "count(*) AS jobs, " + ", ".join(
+    f"CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS {column}" for column in USAGE_COLUMNS
+)
+
+
+def _usage_range(arg: _Args, user_id: str, start: datetime, end: datetime) -> str:
+    return (
+        f" FROM usage_logs WHERE user_id = {arg(user_id)}"
+        f" AND created_at >= {arg(start)} AND created_at < {arg(end)}"
+    )
+
+
+def usage_totals(user_id: str, *, start: datetime, end: datetime) -> Statement:
+    """The user's usage rows written in ``[start, end)``, summed."""
+    arg = _Args()
+    return arg.statement(f"SELECT {_USAGE_SUMS}{_usage_range(arg, user_id, start, end)}")
+
+
+def usage_days(user_id: str, *, start: datetime, end: datetime, dialect: Dialect) -> Statement:
+    """The same sums per UTC day (``day``: days since the epoch), days with no rows omitted."""
+    arg = _Args()
+    day = _DAY_NUMBER[dialect]
+    return arg.statement(
+        f"SELECT {day} AS day, {_USAGE_SUMS}{_usage_range(arg, user_id, start, end)}"
+        " GROUP BY 1 ORDER BY 1"
     )

@@ -104,7 +104,8 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 _LIMITED = 429  # the mutating routes take a rate-limit token
-_JOB_ID_ERRORS = (404, 503)
+_UNAUTHORIZED = 401  # every route identifies its caller first (not in PIXELFLOW_AUTH=none)
+_JOB_ID_ERRORS = (_UNAUTHORIZED, 404, 503)
 
 routes = [
     ApiRoute(
@@ -114,7 +115,7 @@ routes = [
         spec=Spec(
             "Create a job",
             {202: CreateJobResponse},
-            errors=(400, 409, 413, 415, _LIMITED, 503),
+            errors=(400, _UNAUTHORIZED, 409, 413, 415, _LIMITED, 503),
             request=CreateJobRequest,
             headers=(
                 Header(
@@ -133,7 +134,7 @@ routes = [
         spec=Spec(
             "List the caller's jobs, newest first",
             {200: JobList},
-            errors=(400, 503),
+            errors=(400, _UNAUTHORIZED, 503),
             query=ListJobsQuery,
         ),
     ),
@@ -150,7 +151,7 @@ routes = [
         spec=Spec(
             "Verify the source and enqueue the job",
             {202: StartJobResponse},
-            errors=(400, 404, 409, 413, _LIMITED, 503),
+            errors=(400, _UNAUTHORIZED, 404, 409, 413, _LIMITED, 503),
         ),
     ),
     ApiRoute(
@@ -160,7 +161,7 @@ routes = [
         spec=Spec(
             "Cancel a job that has not finished",
             {202: JobView},
-            errors=(404, 409, _LIMITED, 503),
+            errors=(_UNAUTHORIZED, 404, 409, _LIMITED, 503),
         ),
     ),
     ApiRoute(

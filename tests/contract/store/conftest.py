@@ -33,7 +33,8 @@ class Database:
         store = await PostgresStore.open(self.location, max_size=4)
         # One database serves the whole session; each test starts from empty tables.
         await self._postgres_scalar(
-            "TRUNCATE jobs, usage_logs, webhook_events, webhook_deliveries, webhook_secrets"
+            "TRUNCATE jobs, usage_logs, webhook_events, webhook_deliveries, webhook_secrets,"
+            " api_keys"
         )
         return store
 

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from pixelflow.adapters.store.codec import (
+    API_KEY_COLUMNS,
     JOB_COLUMNS,
     TIME_COLUMNS,
     USAGE_COLUMNS,
@@ -17,6 +18,7 @@ from pixelflow.adapters.store.codec import (
     to_micros,
 )
 from pixelflow.core.models import (
+    ApiKey,
     Job,
     Usage,
     WebhookDelivery,
@@ -32,11 +34,13 @@ def test_columns_cover_every_field() -> None:
     job_fields = {f.name for f in msgspec.structs.fields(Job)} - {"usage", "webhook"}
     assert set(JOB_COLUMNS) == job_fields
     assert set(USAGE_COLUMNS) == {f.name for f in msgspec.structs.fields(Usage)}
+    assert set(API_KEY_COLUMNS) == {f.name for f in msgspec.structs.fields(ApiKey)}
     # Every time field of every stored struct is a time column (SQLite decodes them by name).
     times = {
         prefix + f.name
         for struct, prefix in (
             (Job, ""),
+            (ApiKey, ""),
             (WebhookEvent, ""),
             (WebhookDelivery, ""),
             (WebhookSecret, ""),
