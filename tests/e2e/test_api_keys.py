@@ -36,14 +36,6 @@ def keyed(seaweed: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> I
         yield deployment
 
 
-def create_key(deployment: Deployment, user: str, name: str = "") -> str:
-    result = deployment.cli("keys", "create", "--user", deployment.user(user), "--name", name)
-    key = result.stdout.strip()
-    assert key.startswith("pf_") and "\n" not in key, result.stdout
-    assert "only time" in result.stderr, result.stderr
-    return key
-
-
 def list_keys(deployment: Deployment, *args: str) -> list[dict[str, Any]]:
     result = deployment.cli("keys", "list", "--json", *args)
     return [json.loads(line) for line in result.stdout.splitlines()]
@@ -71,7 +63,7 @@ async def test_a_key_from_the_cli_works_until_it_is_revoked(keyed: Deployment) -
     replica = f"http://127.0.0.1:{free_port()}"
     keyed.spawn("api-replica", "api", PIXELFLOW_API_ADDR=replica.removeprefix("http://"))
     keyed.processes["api-replica"].wait_http(f"{replica}/readyz")
-    key = create_key(keyed, "carol", name="ci runner")
+    key = keyed.create_key("carol", name="ci runner")
     prefix = key[: len("pf_") + 8]
     async with keyed.key_client(key) as client, keyed.key_client(key, url=replica) as other:
         for api in (client, other):
@@ -108,7 +100,7 @@ async def test_a_key_from_the_cli_works_until_it_is_revoked(keyed: Deployment) -
 
 
 async def test_no_key_or_a_bad_key_is_401(keyed: Deployment) -> None:
-    key = create_key(keyed, "dave")
+    key = keyed.create_key("dave")
     wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
     async with keyed.client() as client:
         for headers in (
@@ -126,7 +118,7 @@ async def test_no_key_or_a_bad_key_is_401(keyed: Deployment) -> None:
 async def test_another_users_job_is_404_on_every_route(
     keyed: Deployment, fixtures_dir: Path
 ) -> None:
-    alice, bob = create_key(keyed, "alice"), create_key(keyed, "bob")
+    alice, bob = keyed.create_key("alice"), keyed.create_key("bob")
     data = (fixtures_dir / "rocket.jpg").read_bytes()
     async with keyed.key_client(alice) as mine, keyed.key_client(bob) as theirs:
         created = (
@@ -163,7 +155,7 @@ async def test_another_users_job_is_404_on_every_route(
 
 
 async def test_usage_after_a_real_job(keyed: Deployment, fixtures_dir: Path) -> None:
-    key = create_key(keyed, "erin")
+    key = keyed.create_key("erin")
     job = await submit(keyed, key, (fixtures_dir / "photo-1080p.jpg").read_bytes())
     assert job["status"] == "succeeded", f"{job}\n{keyed.logs()}"
 
@@ -189,7 +181,7 @@ async def test_usage_after_a_real_job(keyed: Deployment, fixtures_dir: Path) -> 
 
 async def test_the_database_holds_no_full_key(keyed: Deployment) -> None:
     """A pg_dump of the deployment's database: key ids and hashes, never a key."""
-    key = create_key(keyed, "frank", name="dump")
+    key = keyed.create_key("frank", name="dump")
     async with keyed.key_client(key) as client:
         assert (await client.get("/v1/jobs")).status_code == 200
     listed = list_keys(keyed, "--user", keyed.user("frank"))
@@ -225,7 +217,7 @@ def test_api_without_auth_refuses_a_public_address(tmp_path: Path) -> None:
 
 def test_submit_presents_a_key(keyed: Deployment, fixtures_dir: Path, tmp_path: Path) -> None:
     """`pixelflow submit` takes the key from PIXELFLOW_API_KEY (or --api-key)."""
-    key = create_key(keyed, "grace")
+    key = keyed.create_key("grace")
     command = pixelflow_command(
         "submit", str(fixtures_dir / "rocket.jpg"), "--resize", "120", "--format", "png",
         "--url", keyed.url, "--out", str(tmp_path),

@@ -109,11 +109,13 @@ class Deployment:
     def spawn(self, name: str, command: str, **env: str) -> PixelflowProcess:
         """Start ``pixelflow <command>`` as ``name`` (unique per deployment), without waiting."""
         assert name not in self.processes, f"process name {name!r} already used"
+        # The API authenticates and the worker signs webhooks by the same mode (each user's own
+        # secret with api_key, else the shared one): they must agree, so the mode is set on the
+        # deployment (self.env) and never per process.
+        assert "PIXELFLOW_AUTH" not in env, "set PIXELFLOW_AUTH on the deployment, not a process"
         merged = {**self.env, **env}
         if command not in {"api", "worker"}:
-            # Only the API authenticates, and the worker signs webhooks by the same mode (the
-            # user's own secret, or the shared one): the others start without it.
-            merged.pop("PIXELFLOW_AUTH", None)
+            merged.pop("PIXELFLOW_AUTH", None)  # the other commands do not read it
         process = PixelflowProcess([command], env=merged, log_path=self.workdir / f"{name}.log")
         process.env = self.process_env(merged)
         self.processes[name] = process.start()
@@ -140,6 +142,14 @@ class Deployment:
         if check:
             assert result.returncode == 0, f"pixelflow {' '.join(args)}: {result.stderr}"
         return result
+
+    def create_key(self, user: str, name: str = "") -> str:
+        """A new API key for ``self.user(user)``, made by ``pixelflow keys create``."""
+        result = self.cli("keys", "create", "--user", self.user(user), "--name", name)
+        key = result.stdout.strip()
+        assert key.startswith("pf_") and "\n" not in key, result.stdout
+        assert "only time" in result.stderr, result.stderr
+        return key
 
     def start(self, *, api: bool = True, workers: tuple[str, ...] = (), **env: str) -> None:
         """Start the API and the named workers together, then wait until each is ready."""
