@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import stat
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.support.deployment import TEST_WEBHOOK_SECRET, Deployment, production_deployment
-from tests.support.processes import PixelflowProcess, free_port
+from tests.support.processes import PixelflowProcess, free_port, pixelflow_command
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.seaweed import SeaweedServer
 
@@ -45,6 +48,13 @@ class Backend:
     secret: str
 
     def client(self) -> httpx.AsyncClient:
+        raise NotImplementedError
+
+    def create_key(self, user: str) -> str:
+        """A new API key for ``user`` (``api_key`` mode), made by ``pixelflow keys create``."""
+        raise NotImplementedError
+
+    def key_client(self, key: str) -> httpx.AsyncClient:
         raise NotImplementedError
 
     async def create(self, client: httpx.AsyncClient, webhook_url: str, image: str) -> str:
@@ -88,6 +98,12 @@ class Production(Backend):
     def client(self) -> httpx.AsyncClient:
         return self.deployment.client("hooks")
 
+    def create_key(self, user: str) -> str:
+        return self.deployment.create_key(user)
+
+    def key_client(self, key: str) -> httpx.AsyncClient:
+        return self.deployment.key_client(key)
+
     async def create(self, client: httpx.AsyncClient, webhook_url: str, image: str) -> str:
         body = {"source_type": "s3_presigned", "pipeline": QUICK, "webhook_url": webhook_url}
         created = await client.post("/v1/jobs", json=body)
@@ -129,9 +145,10 @@ class Serve(Backend):
         log = self.workdir / f"serve-{self.starts}.log"
         self.process = PixelflowProcess(self.args, env=self.env, log_path=log).start()
         self.process.wait_http(f"{self.url}/healthz")
-        # Unset WEBHOOK_SIGNING_SECRET: serve made one and keeps it in its data dir.
-        key = (self.data_dir / "webhook-signing.key").read_bytes()
-        self.secret = "whsec_" + base64.b64encode(key).decode()
+        if self.env.get("PIXELFLOW_AUTH") != "api_key":
+            # Unset WEBHOOK_SIGNING_SECRET: serve made one and keeps it in its data dir.
+            key = (self.data_dir / "webhook-signing.key").read_bytes()
+            self.secret = "whsec_" + base64.b64encode(key).decode()
         return self
 
     def stop(self) -> None:
@@ -140,6 +157,18 @@ class Serve(Backend):
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
+
+    def create_key(self, user: str) -> str:
+        command = pixelflow_command(
+            "keys", "create", "--user", user, "--data-dir", str(self.data_dir)
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def key_client(self, key: str) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
     async def create(self, client: httpx.AsyncClient, webhook_url: str, image: str) -> str:
         body = {
@@ -186,6 +215,39 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return chosen
 
 
+@pytest.fixture(scope="module")
+def keyed_production(
+    seaweed: SeaweedServer, tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path
+) -> Iterator[Production]:
+    """api and worker in api_key mode. WEBHOOK_SIGNING_SECRET stays set, as an operator
+    leaving header mode would leave it: every user's own secret signs, never the shared one."""
+    with production_deployment(
+        tmp_path_factory.mktemp("webhooks-keyed"),
+        seaweed.endpoint,
+        PIXELFLOW_AUTH="api_key",
+        PIXELFLOW_RATE_LIMIT_CAPACITY="1000",
+        WORKER_CONCURRENCY="2",
+        WORKER_MAX_ACTIVE_JOBS="1",
+        **FAST_WEBHOOKS,
+    ) as deployment:
+        deployment.start(workers=("worker-a",))
+        yield Production(deployment, fixtures_dir)
+
+
+@pytest.fixture(scope="module")
+def keyed_serve(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Iterator[Serve]:
+    workdir = tmp_path_factory.mktemp("serve-webhooks-keyed")
+    server = Serve(workdir, fixtures_dir, PIXELFLOW_AUTH="api_key").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["keyed_production", "keyed_serve"])
+def keyed(request: pytest.FixtureRequest) -> Backend:
+    chosen: Backend = request.getfixturevalue(request.param)
+    return chosen
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     server = await Receiver().start()
@@ -208,6 +270,7 @@ async def test_one_completed_event_however_many_attempts_it_takes(
     async with backend.client() as client:
         job_id = await backend.submit(client, url)
         job = await backend.settled(client, job_id)
+        await asyncio.sleep(1)  # room for a second event to arrive, if one were sent
     assert job["status"] == "succeeded"
     hook = job["webhook"]
     assert (hook["event"], hook["state"], hook["attempts"], hook["last_status"]) == (
@@ -297,6 +360,77 @@ async def test_secret_routes_refuse_shared_secret_modes(backend: Backend) -> Non
             response = await client.request(method, path)
             assert response.status_code == 409, response.text
             assert response.json()["code"] == "webhook_secret_shared"
+
+
+# -- per-user secrets (api_key mode), on both backends -------------------------------------------
+
+
+async def read_secret(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/v1/webhooks/secret")
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def signed_by(request: Received, signature: str, secret: str) -> bool:
+    """``signature`` (one ``v1,...`` of ``webhook-signature``) verifies with ``secret``."""
+    try:
+        Webhook(secret).verify(request.body, {**request.headers, "webhook-signature": signature})
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def test_each_users_events_verify_with_their_own_secret_only(
+    keyed: Backend, receiver: Receiver
+) -> None:
+    """Two users, each with a key: alice reads her secret before her job (the API makes it),
+    bob after his event was sent (the worker made it)."""
+    secrets: dict[str, str] = {}
+    for user in ("alice", "bob"):
+        async with keyed.key_client(keyed.create_key(user)) as client:
+            if user == "alice":
+                secrets[user] = (await read_secret(client))["secret"]
+            job = await keyed.settled(client, await keyed.submit(client, receiver.url(f"/{user}")))
+            assert (job["webhook"]["state"], job["webhook"]["attempts"]) == ("delivered", 1)
+            shown = await read_secret(client)
+            assert shown["previous_expires_at"] is None
+            assert secrets.setdefault(user, shown["secret"]) == shown["secret"]
+    assert secrets["alice"] != secrets["bob"]
+    (to_alice,) = receiver.received("/alice")
+    (to_bob,) = receiver.received("/bob")
+    for event, own, other in ((to_alice, "alice", "bob"), (to_bob, "bob", "alice")):
+        assert event.verifies_with(secrets[own]), keyed.logs()
+        assert not event.verifies_with(secrets[other])
+        assert not event.verifies_with(TEST_WEBHOOK_SECRET)  # the shared one signs nothing
+        assert " " not in event.headers["webhook-signature"]  # one secret, one signature
+
+
+async def test_after_a_rotation_the_new_and_old_secrets_both_sign(
+    keyed: Backend, receiver: Receiver
+) -> None:
+    async with keyed.key_client(keyed.create_key("carol")) as client:
+        old = (await read_secret(client))["secret"]
+        response = await client.post("/v1/webhooks/secret/rotate")
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        rotated = response.json()
+        new = rotated["secret"]
+        assert new.startswith("whsec_") and new != old
+        overlap = datetime.fromisoformat(rotated["previous_expires_at"]) - datetime.now(UTC)
+        assert timedelta(hours=23, minutes=59) < overlap <= timedelta(hours=24)
+        assert await read_secret(client) == rotated
+        job = await keyed.settled(client, await keyed.submit(client, receiver.url("/rotated")))
+    assert job["webhook"]["state"] == "delivered", keyed.logs()
+    (event,) = receiver.received("/rotated")
+    signatures = event.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2, signatures
+    first, second = signatures  # v1,<new> v1,<old>
+    assert signed_by(event, first, new) and not signed_by(event, first, old)
+    assert signed_by(event, second, old) and not signed_by(event, second, new)
+    # X-Pixelflow-Signature carries the newest only (and Standard Webhooks verifies with either).
+    assert event.verifies_with(new) and not event.verifies_with(old)
 
 
 # -- faults ------------------------------------------------------------------------------------
