@@ -10,6 +10,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from pixelflow.api.auth import Authenticator, authenticator_for
 from pixelflow.api.deps import ApiState
@@ -20,6 +22,7 @@ from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.api.routes import docs, health, jobs, objects, usage, webhooks
 from pixelflow.api.spec import ApiRoute, Raw, Spec
 from pixelflow.config import Settings
+from pixelflow.console.pages import Console
 from pixelflow.runtime import AppContext, open_context
 from pixelflow.telemetry import context as log_context
 from pixelflow.telemetry.metrics import Metrics
@@ -85,6 +88,7 @@ def create_app(
         ),
     )
     extra = [exposition] if settings.metrics_on_api_port else []
+    console = Console(settings)
     app = Starlette(
         routes=[
             *jobs.routes,
@@ -94,6 +98,10 @@ def create_app(
             *health.routes,
             *docs.routes,
             *extra,
+            # The web console's pages (PageRoutes: not in the OpenAPI document) and the files
+            # they and /docs load, all from this origin.
+            *console.routes(),
+            Mount("/assets", app=StaticFiles(packages=[("pixelflow.console", "static")])),
         ],
         middleware=[
             Middleware(TracingMiddleware, tracing=tracing),

@@ -13,6 +13,20 @@ from pixelflow.core.wire import job_view
 
 __all__ = ["job_view", "json_response", "stream_response"]
 
+# The headers of every web page (the console and /docs). Only this origin: no CDN, no inline
+# script or style (a page that tried would be refused by the browser, which the browser tests
+# check). ``data:`` images are Swagger UI's icons.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
 
 def json_response(
     content: Any, *, status: int = 200, headers: dict[str, str] | None = None

@@ -65,3 +65,17 @@ class ApiRoute(Route):
         super().__init__(path, endpoint, methods=[method])
         self.method = method
         self.spec = spec
+
+
+class PageRoute(Route):
+    """A web page for people (the console): HTML, cookies and forms, not part of the API, so
+    the OpenAPI document, built from ``ApiRoute``s only, leaves it out."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[[Request], Any],
+        *,
+        methods: tuple[str, ...] = ("GET",),
+    ) -> None:
+        super().__init__(path, endpoint, methods=list(methods))

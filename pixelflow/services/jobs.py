@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +12,12 @@ import msgspec
 from opentelemetry.trace import Link, NoOpTracer, SpanKind, Tracer, get_current_span
 
 from pixelflow.adapters.queue.protocol import Queue
-from pixelflow.adapters.storage.protocol import ObjectStorage, ObjectStream, SourceFiles
+from pixelflow.adapters.storage.protocol import (
+    ObjectStorage,
+    ObjectStream,
+    SelfServedStorage,
+    SourceFiles,
+)
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
 from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
@@ -244,6 +250,14 @@ class JobService:
         )
         if url is not None:
             return Redirect(url)
+        return await self._open(output)
+
+    async def open_output(self, user_id: str, job_id: str, step_id: str) -> OutputBody:
+        """An output's bytes as a stream, never a redirect: the console serves them from its
+        own origin (its pages load nothing from another one, the object store included)."""
+        return await self._open(await self.output(user_id, job_id, step_id))
+
+    async def _open(self, output: Output) -> OutputBody:
         stream = await self.storage.open_stream(output.object_key)
         return OutputBody(stream=stream, content_type=output.content_type)
 
@@ -253,6 +267,24 @@ class JobService:
             if output.step_id == step_id:
                 return output
         raise NotFound(f"job {job_id} has no output for step {step_id!r}", code="output_not_found")
+
+    # -- upload (the console's, from its own origin) ---------------------------------------
+
+    async def upload_source(self, user_id: str, job_id: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the source of the caller's ``s3_presigned`` job that has not started; the bytes
+        written. ``chunks`` enforces the size limit. The embedded storage writes the chunks as
+        they come; S3 (whose protocol has no streamed put) gets them in one ``put``, at most
+        ``max_source_bytes`` of them, because ``chunks`` refuses more."""
+        job = await self.get(user_id, job_id)
+        if job.source_type != "s3_presigned" or job.status is not JobStatus.CREATED:
+            raise Conflict(
+                f"job {job.id} is {job.status} and takes no upload", code="upload_not_allowed"
+            )
+        if isinstance(self.storage, SelfServedStorage):
+            return await self.storage.put_stream(job.object_key, chunks)
+        data = b"".join([chunk async for chunk in chunks])
+        await self.storage.put(job.object_key, data, content_type="application/octet-stream")
+        return len(data)
 
     # -- cancel ----------------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from pixelflow.api.app import create_app
 from pixelflow.api.openapi import build_openapi
-from pixelflow.api.spec import ApiRoute, Spec
+from pixelflow.api.spec import ApiRoute, PageRoute, Spec
 from pixelflow.config import Role, load_settings
 from pixelflow.core.wire import CreateJobRequest, HealthStatus
 from tests.support.jobs import job_body
@@ -59,10 +59,17 @@ def test_the_document_is_built_from_every_route_of_the_app(tmp_path: Path) -> No
     spec = app.state.openapi
 
     routes = [route for route in app.routes if isinstance(route, Route)]
-    assert routes and all(isinstance(route, ApiRoute) for route in routes)
+    assert routes and all(isinstance(route, ApiRoute | PageRoute) for route in routes)
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     declared = {(r.path_format, r.method.lower()) for r in routes if isinstance(r, ApiRoute)}
     assert documented == declared
+    # The console's pages are for people (HTML, cookies, forms), not part of the API: they and
+    # the static files are the only things the document leaves out.
+    pages = [route for route in routes if isinstance(route, PageRoute)]
+    assert pages and all(route.path.startswith("/console") for route in pages)
+    assert not any(path.startswith("/console") for path in spec["paths"])
+    others = [route for route in app.routes if not isinstance(route, Route)]
+    assert [(type(route), route.path) for route in others] == [(Mount, "/assets")]
 
 
 def test_a_new_route_appears_by_declaring_its_spec() -> None:

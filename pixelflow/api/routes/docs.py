@@ -1,4 +1,6 @@
-"""``/openapi.json`` and a self-contained ``/docs`` page (no CDN: works offline)."""
+"""``/openapi.json`` and ``/docs``: Swagger UI on the document, its files shipped in the package
+(``pixelflow/console/static/swagger-ui``, served at ``/assets``), so it works offline and "try
+it" calls this service. Without JavaScript the page lists the operations and schemas."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from pixelflow.api.render import json_response
+from pixelflow.api.render import PAGE_HEADERS, json_response
 from pixelflow.api.spec import ApiRoute, Raw, Spec
 
 
@@ -18,19 +20,26 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def docs_page(request: Request) -> Response:
-    return HTMLResponse(render_docs(request.app.state.openapi))
+    return HTMLResponse(render_docs(request.app.state.openapi), headers=PAGE_HEADERS)
 
 
 def render_docs(spec: dict[str, Any]) -> str:
+    title = html.escape(f"{spec['info']['title']} API")
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(spec['info']['title'])} API</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-        "padding:0 1rem}code,pre{background:#f4f4f4;padding:.1rem .3rem}"
-        "pre{padding:.6rem;overflow:auto}h3{margin-top:2rem}</style></head><body>",
-        f"<h1>{html.escape(spec['info']['title'])} {html.escape(spec['info']['version'])}</h1>",
-        f"<p>{html.escape(spec['info']['description'])} "
-        "Machine-readable: <a href='/openapi.json'>/openapi.json</a>.</p>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>{title}</title>",
+        "<link rel='stylesheet' href='/assets/swagger-ui/swagger-ui.css'>",
+        "<link rel='stylesheet' href='/assets/docs.css'>",
+        "<link rel='icon' href='/assets/favicon.svg' type='image/svg+xml'>",
+        "<script src='/assets/swagger-ui/swagger-ui-bundle.js' defer></script>",
+        "<script src='/assets/docs.js' defer></script>",
+        "</head><body>",
+        "<header class='docs-top'><a href='/console'>PixelFlow console</a>",
+        " · <a href='/openapi.json'>openapi.json</a></header>",
+        "<main id='swagger-ui'></main><noscript>",
+        f"<h1>{title} {html.escape(spec['info']['version'])}</h1>",
+        f"<p>{html.escape(spec['info']['description'])}</p>",
     ]
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
@@ -51,7 +60,7 @@ def render_docs(spec: dict[str, Any]) -> str:
             f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>"
             f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>"
         )
-    parts.append("</body></html>")
+    parts.append("</noscript></body></html>")
     return "".join(parts)
 
 
@@ -76,6 +85,9 @@ routes = [
         "/docs",
         docs_page,
         method="GET",
-        spec=Spec("This document as a web page", {200: Raw("An HTML page.", "text/html")}),
+        spec=Spec(
+            "This document as an interactive reference (Swagger UI)",
+            {200: Raw("An HTML page.", "text/html")},
+        ),
     ),
 ]

@@ -1,0 +1,82 @@
+"""Who is looking at the console, per ``PIXELFLOW_AUTH`` mode.
+
+- ``none`` (``serve`` on loopback): everyone is the anonymous user; no sign-in.
+- ``header``: the authenticating gateway's header names the user for pages as for the API
+  (the same authenticator reads it); the session only carries the CSRF token, bound to that
+  user.
+- ``api_key``: the user signs in at ``/console/login`` with an API key; the session keeps the
+  key server-side and it is checked again on every request (a revoked key ends the session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from pixelflow.api.deps import state
+from pixelflow.console.sessions import COOKIE, Session, SessionStore
+
+# An API key → the user it belongs to, or None when it is not a live key.
+KeyCheck = Callable[[str], Awaitable[str | None]]
+
+
+@dataclass
+class Caller:
+    session: Session
+    # None: nobody is signed in (api_key mode without a session).
+    user_id: str | None
+    # The session was opened by this request: its cookie must be set on the response.
+    new_session: bool
+
+
+class ConsoleIdentity:
+    def __init__(self, *, mode: str, sessions: SessionStore, check_key: KeyCheck | None) -> None:
+        if mode == "api_key" and check_key is None:
+            raise ValueError("api_key mode needs a key check")
+        self.mode = mode
+        self.sessions = sessions
+        self.check_key = check_key
+
+    async def caller(self, request: Request) -> Caller:
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        if self.mode == "api_key":
+            return await self._signed_in(session)
+        # none and header: the API's authenticator names the user (header mode raises 401
+        # when the gateway's header is missing or malformed).
+        user = await state(request).auth.user_id(request)
+        if session is not None and session.user_id == user:
+            return Caller(session=session, user_id=user, new_session=False)
+        return Caller(session=self.sessions.create(user_id=user), user_id=user, new_session=True)
+
+    async def _signed_in(self, session: Session | None) -> Caller:
+        if session is None:
+            return Caller(
+                session=self.sessions.create(user_id=None), user_id=None, new_session=True
+            )
+        if session.api_key is None:
+            return Caller(session=session, user_id=None, new_session=False)
+        assert self.check_key is not None
+        user = await self.check_key(session.api_key)
+        if user is None or user != session.user_id:
+            # The key was revoked since sign-in: the session ends here.
+            self.sessions.drop(session.id)
+            fresh = self.sessions.create(user_id=None)
+            return Caller(session=fresh, user_id=None, new_session=True)
+        return Caller(session=session, user_id=user, new_session=False)
+
+    async def sign_in(self, caller: Caller, api_key: str) -> Caller | None:
+        """A new session for the key's user (a new id: the pre-sign-in one is dropped, so a
+        planted session id is worth nothing), or None when the key is not valid."""
+        assert self.check_key is not None
+        user = await self.check_key(api_key)
+        if user is None:
+            return None
+        self.sessions.drop(caller.session.id)
+        session = self.sessions.create(user_id=user, api_key=api_key)
+        return Caller(session=session, user_id=user, new_session=True)
+
+    def sign_out(self, caller: Caller) -> Caller:
+        self.sessions.drop(caller.session.id)
+        return Caller(session=self.sessions.create(user_id=None), user_id=None, new_session=True)
