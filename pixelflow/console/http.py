@@ -39,7 +39,8 @@ def template_environment() -> Environment:
 
 
 def with_headers(response: Response, caller: Caller | None, *, secure: bool) -> Response:
-    response.headers.update(PAGE_HEADERS)
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)  # a handler's own choice stands
     if caller is not None and caller.new_session:
         response.set_cookie(
             COOKIE,

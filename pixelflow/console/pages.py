@@ -37,6 +37,7 @@ from pixelflow.core.validation import decode_create_request, decode_query, given
 from pixelflow.core.wire import ListJobsQuery
 
 SESSION_TTL = timedelta(hours=12)
+OUTPUT_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 # page: an HTML page (no session → the sign-in page); fragment: HTML swapped in by the page's
 # script; json: the new-job form's calls (answers are ``{"error", "code"}`` on failure).
@@ -200,6 +201,9 @@ class Console:
         body = await state(request).ctx.jobs.open_output(caller.user_id, job_id, step_id)
         response = stream_response(body.stream, media_type=body.content_type)
         response.headers["Cache-Control"] = "private, max-age=300"
+        # Opened on its own, an image is shown by the browser's viewer, which styles it inline;
+        # it runs nothing and loads nothing else.
+        response.headers["Content-Security-Policy"] = OUTPUT_CSP
         if request.query_params.get("download") == "1":
             extension = mimetypes.guess_extension(body.content_type) or ""
             response.headers["Content-Disposition"] = (
