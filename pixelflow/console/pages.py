@@ -177,13 +177,17 @@ class Console:
 
     async def _job_context(self, request: Request, caller: Caller) -> dict[str, Any]:
         assert caller.user_id is not None
-        job = await state(request).ctx.jobs.get(caller.user_id, request.path_params["job_id"])
+        jobs = state(request).ctx.jobs
+        job = await jobs.get(caller.user_id, request.path_params["job_id"])
         return {
             "job": job,
+            "deliveries": await jobs.webhook_deliveries(caller.user_id, job.id),
             "tree": views.pipeline_tree(job.pipeline),
             "previews": {o.step_id: views.preview_size(o.width, o.height) for o in job.outputs},
             "duration": views.duration_seconds(job, utc_now()),
-            "live": views.is_running(job),
+            # Live while the job runs or its webhook is still being delivered.
+            "live": views.is_running(job)
+            or (job.webhook is not None and job.webhook.state == "pending"),
             "cancelable": job.status in {JobStatus.CREATED, JobStatus.QUEUED},
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +22,14 @@ from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
 from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from pixelflow.core.formats import upload_key
-from pixelflow.core.models import Job, JobPage, JobTask, Output, Transition
+from pixelflow.core.models import (
+    Job,
+    JobPage,
+    JobTask,
+    Output,
+    Transition,
+    WebhookDelivery,
+)
 from pixelflow.core.states import CANCELABLE, JobStatus
 from pixelflow.core.validation import validate_pipeline
 from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
@@ -267,6 +274,14 @@ class JobService:
             if output.step_id == step_id:
                 return output
         raise NotFound(f"job {job_id} has no output for step {step_id!r}", code="output_not_found")
+
+    async def webhook_deliveries(self, user_id: str, job_id: str) -> Sequence[WebhookDelivery]:
+        """Every delivery attempt of the job's outcome event, in order (none before it has
+        one)."""
+        job = await self.get(user_id, job_id)
+        if job.webhook is None:
+            return []
+        return await self.store.webhook_deliveries(job.webhook.event_id)
 
     # -- upload (the console's, from its own origin) ---------------------------------------
 

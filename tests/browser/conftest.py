@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from tests.support.processes import PixelflowProcess, free_port
 
@@ -33,7 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="session")
@@ -104,20 +105,21 @@ class Site:
         self.recorders: list[Recorder] = []
         self.contexts: list[BrowserContext] = []
 
-    def context(self, *, phone: bool = False, **options: object) -> BrowserContext:
-        viewport = PHONE if phone else {"width": 1280, "height": 900}
+    def context(
+        self, *, phone: bool = False, headers: dict[str, str] | None = None
+    ) -> BrowserContext:
         context = self.browser.new_context(
             base_url=self.url,
-            viewport=viewport,
+            viewport=PHONE if phone else DESKTOP,
             accept_downloads=True,
-            **options,  # type: ignore[arg-type]
+            extra_http_headers=headers,
         )
         self.contexts.append(context)
         self.recorders.append(Recorder(context, self.url))
         return context
 
-    def page(self, **options: object) -> Page:
-        return self.context(**options).new_page()
+    def page(self, *, phone: bool = False, headers: dict[str, str] | None = None) -> Page:
+        return self.context(phone=phone, headers=headers).new_page()
 
     def close(self) -> None:
         for context in self.contexts:

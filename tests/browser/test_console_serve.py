@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +19,41 @@ JOB_TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_serve(tmp_path_factory.mktemp("serve")) as url:
+    # Webhooks to the test's receiver on loopback, retried quickly.
+    env = {
+        "PIXELFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
+        "WEBHOOK_INITIAL_BACKOFF": "0.2",
+        "WEBHOOK_MAX_BACKOFF": "0.5",
+        "WEBHOOK_POLL_INTERVAL": "0.1",
+    }
+    with running_serve(tmp_path_factory.mktemp("serve"), **env) as url:
         yield url
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Answers the first webhook 503 and the next ones 200."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        Receiver.calls += 1
+        self.send_response(503 if Receiver.calls == 1 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
 
 
 def create_job(page: Page, image: Path, preset: str) -> str:
@@ -149,3 +184,23 @@ def test_docs_is_an_interactive_reference_served_offline(site: Site) -> None:
         "200", timeout=10_000
     )
     screenshot(page, "docs")
+
+
+def test_a_jobs_webhook_deliveries_show_each_attempt(
+    site: Site, fixtures_dir: Path, receiver: str
+) -> None:
+    page = site.page()
+    page.goto("/console/new")
+    page.get_by_label("Choose an image").set_input_files(fixtures_dir / "rocket.jpg")
+    page.get_by_label("Webhook URL").fill(receiver)
+    page.get_by_role("button", name="Create and run").click()
+    page.wait_for_url(re.compile(r"/console/jobs/[^/]+$"))
+
+    expect(page.locator("#webhook-state")).to_have_text("delivered", timeout=JOB_TIMEOUT_MS)
+    rows = page.locator("table.deliveries tbody tr")
+    expect(rows).to_have_count(2)
+    # The refused first attempt, with the time of the next; then the one that got through.
+    expect(rows.nth(0).locator("td").nth(2)).to_have_text("503")
+    expect(rows.nth(0).locator("td").nth(5)).to_contain_text("UTC")
+    expect(rows.nth(1).locator("td").nth(2)).to_have_text("200")
+    screenshot(page, "job-webhook-deliveries")
