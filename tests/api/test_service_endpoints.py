@@ -69,7 +69,7 @@ def test_the_document_is_built_from_every_route_of_the_app(tmp_path: Path) -> No
     assert pages and all(route.path.startswith("/console") for route in pages)
     assert not any(path.startswith("/console") for path in spec["paths"])
     others = [route for route in app.routes if not isinstance(route, Route)]
-    assert [(type(route), route.path) for route in others] == [(Mount, "/assets")]
+    assert len(others) == 1 and isinstance(others[0], Mount) and others[0].path == "/assets"
 
 
 def test_a_new_route_appears_by_declaring_its_spec() -> None:
