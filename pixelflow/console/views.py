@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -169,3 +170,76 @@ PRESETS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 
 def preset_json(name: str) -> str:
     return msgspec.json.format(msgspec.json.encode(PRESETS[name][1]), indent=2).decode()
+
+
+# -- the usage chart ------------------------------------------------------------------------------
+
+# What the usage chart can show, per day: the field of a usage row and its label.
+USAGE_METRICS: dict[str, str] = {
+    "jobs": "Jobs",
+    "pixels_processed": "Pixels processed",
+    "bytes_saved": "Bytes saved",
+    "compute_time_ms": "Compute time (ms)",
+}
+CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM, CHART_TOP = 720, 220, 56, 24, 12
+
+
+@dataclass
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str  # the day and its value, for the bar's tooltip and screen readers
+
+
+@dataclass
+class Tick:
+    x: float
+    y: float
+    label: str
+
+
+@dataclass
+class Chart:
+    """An inline-SVG bar chart: one bar per day, scaled to the largest value."""
+
+    width: int
+    height: int
+    bars: list[Bar]
+    ticks: list[Tick]  # a few dates along the bottom
+    top_label: str  # the largest value, at the top of the axis
+    axis_x: int
+    axis_y: int
+
+
+def usage_chart(days: list[tuple[date, int]], describe: Callable[[int], str]) -> Chart:
+    plot_width = CHART_WIDTH - CHART_LEFT
+    plot_height = CHART_HEIGHT - CHART_BOTTOM - CHART_TOP
+    top = max((value for _, value in days), default=0)
+    slot = plot_width / max(len(days), 1)
+    bars, ticks = [], []
+    every = max(1, len(days) // 6)
+    for index, (day, value) in enumerate(days):
+        height = plot_height * value / top if top else 0.0
+        x = CHART_LEFT + index * slot
+        bars.append(
+            Bar(
+                x=round(x + slot * 0.15, 2),
+                y=round(CHART_TOP + plot_height - height, 2),
+                width=round(slot * 0.7, 2),
+                height=round(height, 2),
+                label=f"{day.isoformat()}: {describe(value)}",
+            )
+        )
+        if index % every == 0:
+            ticks.append(Tick(x=round(x, 2), y=CHART_HEIGHT - 6, label=day.strftime("%b %d")))
+    return Chart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        bars=bars,
+        ticks=ticks,
+        top_label=describe(top),
+        axis_x=CHART_LEFT,
+        axis_y=CHART_TOP + plot_height,
+    )
