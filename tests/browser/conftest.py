@@ -148,9 +148,11 @@ def running_serve(tmp: Path, **env: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def site(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Site]:
-    """Browser contexts on the URL the test module's ``server_url`` fixture gives."""
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    """Browser contexts on the URL the test module's ``server_url`` fixture gives. The server
+    comes first, so that it stops after the browser (whose loop must be gone by then)."""
     url: str = request.getfixturevalue("server_url")
+    browser: Browser = request.getfixturevalue("browser")
     opened = Site(url, browser)
     yield opened
     opened.close()
