@@ -204,3 +204,43 @@ def test_a_jobs_webhook_deliveries_show_each_attempt(
     expect(rows.nth(0).locator("td").nth(5)).to_contain_text("UTC")
     expect(rows.nth(1).locator("td").nth(2)).to_have_text("200")
     screenshot(page, "job-webhook-deliveries")
+
+
+def test_the_pages_policy_refuses_anything_from_another_origin(site: Site) -> None:
+    """The defence behind "same origin only": a page that tried to load from elsewhere (an
+    image, a script, a stylesheet, a fetch) is stopped by its Content-Security-Policy before
+    any request leaves the browser."""
+    page = site.page()
+    page.goto("/console")
+    failed: dict[str, str | None] = {}
+    page.on("requestfailed", lambda request: failed.update({request.url: request.failure}))
+    refused = page.evaluate(
+        """async () => {
+            const seen = [];
+            document.addEventListener(
+                "securitypolicyviolation", e => seen.push(e.effectiveDirective));
+            const img = document.createElement("img"); img.src = "http://127.0.0.2:9/x.png";
+            const script = document.createElement("script"); script.src = "http://127.0.0.2:9/x.js";
+            const link = document.createElement("link"); link.rel = "stylesheet";
+            link.href = "http://127.0.0.2:9/x.css";
+            document.body.append(img, script, link);
+            const inline = document.createElement("script"); inline.textContent = "window.ran = 1";
+            document.body.append(inline);
+            await fetch("http://127.0.0.2:9/x").catch(() => null);
+            await new Promise(resolve => setTimeout(resolve, 300));
+            return {seen: seen.sort(), ran: window.ran === 1};
+        }"""
+    )
+    assert refused == {
+        "seen": ["connect-src", "img-src", "script-src-elem", "script-src-elem", "style-src-elem"],
+        "ran": False,
+    }
+    # Playwright sees the attempts, and the browser failed each one before it left.
+    foreign = "http://127.0.0.2:9/"
+    # (The fetch is refused before it is even a request.)
+    assert failed == {f"{foreign}{name}": "csp" for name in ("x.png", "x.js", "x.css")}
+    recorder = site.recorders[-1]
+    recorder.requests = [url for url in recorder.requests if not url.startswith(foreign)]
+    # The browser reported each refusal; they were provoked here, so they are not failures.
+    assert any("Content Security Policy" in error for error in recorder.errors)
+    recorder.errors.clear()
