@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import (
     BlurStep,
     ConvertStep,
@@ -243,3 +244,25 @@ def usage_chart(days: list[tuple[date, int]], describe: Callable[[int], str]) ->
         axis_x=CHART_LEFT,
         axis_y=CHART_TOP + plot_height,
     )
+
+
+def parse_month(text: str) -> date:
+    """``YYYY-MM`` (an ``<input type="month">``'s value) → its first day."""
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        return date(year, month, 1)
+    except ValueError:
+        raise InvalidInput(
+            f"month must be YYYY-MM; got {text[:32]!r}", code="invalid_parameter"
+        ) from None
+
+
+def describe_metric(metric: str) -> Callable[[int], str]:
+    """How a value of the usage chart's metric reads."""
+    if metric == "pixels_processed":
+        return human_count
+    if metric == "bytes_saved":
+        return human_bytes
+    if metric == "compute_time_ms":
+        return lambda value: human_duration(value / 1000)
+    return str
