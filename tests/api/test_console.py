@@ -4,6 +4,7 @@ tenancy (another user's job is a 404 page), and outputs served from this origin.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 
@@ -56,6 +57,32 @@ async def test_every_write_needs_the_sessions_csrf_token(make_client: ClientFact
 
     created = await client.post("/console/new", json=job_body({"id": "a", "action": "convert"}))
     assert created.status_code == 403
+
+
+async def test_the_console_uploads_only_to_a_job_waiting_for_its_source(
+    client: httpx.AsyncClient, fixtures_dir: Path
+) -> None:
+    token = csrf_token(await client.get("/console"))
+    headers = {"X-CSRF-Token": token}
+    created = await client.post(
+        "/console/new", json=job_body({"id": "a", "action": "convert"}), headers=headers
+    )
+    assert created.status_code == 201, created.text
+    urls = created.json()
+    image = (fixtures_dir / "rocket.jpg").read_bytes()
+    put = await client.put(urls["upload_url"], content=image, headers=headers)
+    assert put.status_code == 200 and put.json() == {"bytes": len(image)}
+    started = await client.post(urls["start_url"], headers=headers)
+    assert started.status_code == 303
+    again = await client.put(urls["upload_url"], content=image, headers=headers)
+    assert again.status_code == 409 and again.json()["code"] == "upload_not_allowed"
+
+    local = await local_job(client)
+    refused = await client.put(f"/console/jobs/{local}/source", content=image, headers=headers)
+    assert refused.status_code == 409 and refused.json()["code"] == "upload_not_allowed"
+    # A local_file job is not the console's to create.
+    body = job_body({"id": "a", "action": "convert"}, source="local_file", key="rocket.jpg")
+    assert (await client.post("/console/new", json=body, headers=headers)).status_code == 400
 
 
 async def test_the_session_cookie_is_httponly_strict_and_secure_behind_https(
