@@ -113,7 +113,7 @@ def create_app(
     # Starlette answers a path with a stray trailing slash with a bare 307 to the other spelling;
     # an API client is better served by the JSON 404 every other unknown path gets.
     app.router.redirect_slashes = False
-    app.state.openapi = build_openapi(app.routes)
+    app.state.openapi = build_openapi(app.routes, bearer=settings.auth == "api_key")
     return app
 
 

@@ -18,7 +18,9 @@ from pixelflow.core.wire import ErrorBody
 _REF = "#/components/schemas/{name}"
 
 
-def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+def build_openapi(routes: Iterable[BaseRoute], *, bearer: bool = False) -> dict[str, Any]:
+    """The document; ``bearer`` (``api_key`` mode) declares the API key scheme, so that /docs
+    offers to "Authorize" its "Try it out" calls with a key."""
     api_routes = [route for route in routes if isinstance(route, ApiRoute)]
     queries = {route.spec.query for route in api_routes if route.spec.query is not None}
     bodies = {ErrorBody} | {t for route in api_routes for t in _body_types(route.spec)}
@@ -30,7 +32,7 @@ def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
     for route in api_routes:
         fields = query_fields.get(route.spec.query) if route.spec.query else None
         paths.setdefault(route.path_format, {})[route.method.lower()] = _operation(route, fields)
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "PixelFlow",
@@ -40,6 +42,16 @@ def build_openapi(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components},
     }
+    if bearer:
+        document["components"]["securitySchemes"] = {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from `pixelflow keys create`: Bearer pf_…",
+            }
+        }
+        document["security"] = [{"apiKey": []}]
+    return document
 
 
 def _body_types(spec: Spec) -> list[type[Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -112,3 +113,12 @@ async def test_serve_answers_metrics_on_its_own_port(client: httpx.AsyncClient) 
     assert "pixelflow_worker_active_jobs 0.0" in text
     assert 'pixelflow_queue_depth{queue="default"}' in text
     assert "process_resident_memory_bytes" in text
+
+
+def test_with_api_keys_the_document_declares_the_bearer_scheme(tmp_path: Path) -> None:
+    settings = load_settings(Role.SERVE, {"PIXELFLOW_DATA_DIR": str(tmp_path)})
+    assert "security" not in create_app(settings).state.openapi
+    keyed = create_app(msgspec.structs.replace(settings, auth="api_key")).state.openapi
+    assert keyed["security"] == [{"apiKey": []}]
+    scheme = keyed["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
