@@ -28,11 +28,12 @@ from pixelflow.console.http import (
     template_environment,
     with_headers,
 )
-from pixelflow.console.identity import Caller, ConsoleIdentity, KeyCheck
+from pixelflow.console.identity import Caller, ConsoleIdentity
 from pixelflow.console.sessions import SessionStore
 from pixelflow.core.clock import utc_now
 from pixelflow.core.errors import InvalidInput, PixelflowError, Unauthorized
 from pixelflow.core.states import JobStatus
+from pixelflow.core.usage import month_start, next_month_start
 from pixelflow.core.validation import decode_create_request, decode_query, given
 from pixelflow.core.wire import ListJobsQuery
 
@@ -46,12 +47,10 @@ Handler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, settings: Settings, *, check_key: KeyCheck | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signs_in = settings.auth == "api_key"
-        self.identity = ConsoleIdentity(
-            mode=settings.auth, sessions=SessionStore(ttl=SESSION_TTL), check_key=check_key
-        )
+        self.identity = ConsoleIdentity(mode=settings.auth, sessions=SessionStore(ttl=SESSION_TTL))
         self.env = template_environment()
         # Secure-when-HTTPS: the public URL is what browsers use (a TLS proxy in front).
         self.secure = settings.public_url.startswith("https://")
@@ -283,7 +282,31 @@ class Console:
     # -- usage -----------------------------------------------------------------------------
 
     async def usage(self, request: Request, caller: Caller) -> Response:
-        return self._page(caller, "usage.html", nav="usage", report=None)
+        """The month's usage per day (the service behind ``GET /v1/usage?group=day``)."""
+        assert caller.user_id is not None
+        metric = request.query_params.get("metric") or "jobs"
+        if metric not in views.USAGE_METRICS:
+            raise InvalidInput(
+                f"metric must be one of {', '.join(views.USAGE_METRICS)}", code="invalid_parameter"
+            )
+        month = request.query_params.get("month")
+        start = month_start(views.parse_month(month)) if month else None
+        end = next_month_start(start.date()) if start else None
+        report = await state(request).ctx.usage.report(
+            caller.user_id, start=start, end=end, by_day=True
+        )
+        days = [(day.date, int(getattr(day, metric))) for day in report.days or []]
+        return self._page(
+            caller,
+            "usage.html",
+            nav="usage",
+            report=report,
+            chart=views.usage_chart(days, views.describe_metric(metric)),
+            metric=metric,
+            metric_label=views.USAGE_METRICS[metric],
+            metrics=list(views.USAGE_METRICS.items()),
+            month=report.start.strftime("%Y-%m"),
+        )
 
     # -- sign-in (api_key mode) ------------------------------------------------------------
 
@@ -313,7 +336,9 @@ class Console:
             api = state(request)
             client = request.client.host if request.client else "unknown"
             await api.limiter.take(f"console-login:{client}", route_template(request))
-            signed_in = await self.identity.sign_in(caller, form.get("api_key", "").strip())
+            signed_in = await self.identity.sign_in(
+                request, caller, form.get("api_key", "").strip()
+            )
             if signed_in is None:
                 return self._login_page(
                     caller, form.get("next", ""), error="That API key is not valid."

@@ -144,3 +144,22 @@ def client_as(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Async
     return httpx.AsyncClient(
         transport=client._transport, base_url=str(client.base_url), headers=headers
     )
+
+
+async def test_the_usage_page_charts_the_chosen_month_and_metric(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = await local_job(client)
+    await client.post(f"/v1/jobs/{job_id}/start")
+    assert (await wait_for(client, job_id))["status"] == "succeeded"
+
+    page = await client.get("/console/usage", params={"metric": "bytes_saved"})
+    assert page.status_code == 200
+    assert '<dd id="total-jobs">1</dd>' in page.text
+    assert "Bytes saved per day" in page.text and page.text.count('class="bar"') >= 28
+    earlier = await client.get("/console/usage", params={"month": "2020-02"})
+    assert '<dd id="total-jobs">0</dd>' in earlier.text
+    assert earlier.text.count('class="bar"') == 29  # a leap February, a bar per day
+    for bad in ({"month": "2020-13"}, {"metric": "money"}):
+        refused = await client.get("/console/usage", params=bad)
+        assert refused.status_code == 400 and "invalid_parameter" in refused.text
