@@ -90,8 +90,9 @@ def test_sign_in_run_a_job_read_usage_and_sign_out(
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/console/login$"))
     # The signed-out session id is dead, even presented again.
-    with httpx.Client(base_url=deployment.url, follow_redirects=False) as client:
-        response = client.get("/console", cookies={"pixelflow_session": signed_in})
+    stale = {"pixelflow_session": signed_in}
+    with httpx.Client(base_url=deployment.url, cookies=stale, follow_redirects=False) as client:
+        response = client.get("/console")
     assert response.status_code == 303 and "/console/login" in response.headers["location"]
 
 
