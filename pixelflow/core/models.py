@@ -288,6 +288,19 @@ class ApiKey(Struct, kw_only=True):
     revoked_at: datetime | None = None
 
 
+class ConsoleSession(Struct, kw_only=True):
+    """A web console session as the store keeps it: the SHA-256 of its id, never the id."""
+
+    id_hash: str
+    csrf_token: str
+    # api_key mode: the signed-in key's user and id (None until sign-in); none and header
+    # modes: the user of the request that opened it (it then only carries the CSRF token).
+    user_id: str | None
+    key_id: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
 class UsageTotals(Struct, kw_only=True):
     """Usage summed over the ``usage_logs`` rows of a time range (one row per succeeded job)."""
 

@@ -13,6 +13,7 @@ from pixelflow.adapters.store import statements as sql
 from pixelflow.adapters.store.codec import (
     Row,
     api_key_from_row,
+    console_session_from_row,
     decode_cursor,
     encode_cursor,
     job_from_row,
@@ -28,6 +29,7 @@ from pixelflow.core import webhooks
 from pixelflow.core.errors import Conflict
 from pixelflow.core.models import (
     ApiKey,
+    ConsoleSession,
     Job,
     JobPage,
     Transition,
@@ -271,6 +273,20 @@ class SqlStore(abc.ABC):
         async with self._connection() as conn:
             row = await conn.fetchrow(sql.revoke_api_key(key_id, at))
         return None if row is None else api_key_from_row(row)
+
+    async def create_console_session(self, session: ConsoleSession) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql.delete_expired_console_sessions(session.created_at))
+            await conn.execute(sql.insert_console_session(session))
+
+    async def get_console_session(self, id_hash: str, *, now: datetime) -> ConsoleSession | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.select_console_session(id_hash, now))
+        return None if row is None else console_session_from_row(row)
+
+    async def delete_console_session(self, id_hash: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql.delete_console_session(id_hash))
 
     async def touch_api_key(self, key_id: str, *, at: datetime) -> None:
         async with self._connection() as conn:

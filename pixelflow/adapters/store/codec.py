@@ -17,6 +17,7 @@ import msgspec
 from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import (
     ApiKey,
+    ConsoleSession,
     Job,
     JobError,
     Output,
@@ -78,9 +79,18 @@ API_KEY_COLUMNS: tuple[str, ...] = (
     "revoked_at",
 )
 USAGE_TOTAL_COLUMNS: tuple[str, ...] = ("jobs", *USAGE_COLUMNS)
+CONSOLE_SESSION_COLUMNS: tuple[str, ...] = (
+    "id_hash",
+    "csrf_token",
+    "user_id",
+    "key_id",
+    "created_at",
+    "expires_at",
+)
 TIME_COLUMNS: frozenset[str] = frozenset(
     {
         "created_at",
+        "expires_at",
         "last_used_at",
         "revoked_at",
         "updated_at",
@@ -232,6 +242,14 @@ def api_key_values(key: ApiKey) -> dict[str, object]:
 
 def api_key_from_row(row: Row) -> ApiKey:
     return ApiKey(**{column: row[column] for column in API_KEY_COLUMNS})
+
+
+def console_session_values(session: ConsoleSession) -> dict[str, object]:
+    return {column: getattr(session, column) for column in CONSOLE_SESSION_COLUMNS}
+
+
+def console_session_from_row(row: Row) -> ConsoleSession:
+    return ConsoleSession(**{column: row[column] for column in CONSOLE_SESSION_COLUMNS})
 
 
 def usage_totals_from_row(row: Row) -> UsageTotals:

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from pixelflow.core.models import (
     ApiKey,
+    ConsoleSession,
     Job,
     JobPage,
     Transition,
@@ -128,6 +129,18 @@ class Store(Protocol):
     async def revoke_api_key(self, key_id: str, *, at: datetime) -> ApiKey | None:
         """Mark the key revoked (a revoked key keeps its first ``revoked_at``); the key, or
         None if there is none."""
+        ...
+
+    async def create_console_session(self, session: ConsoleSession) -> None:
+        """Store a new session (its id hash is fresh), deleting expired ones in passing."""
+        ...
+
+    async def get_console_session(self, id_hash: str, *, now: datetime) -> ConsoleSession | None:
+        """The session with this id hash unless it has expired by ``now``."""
+        ...
+
+    async def delete_console_session(self, id_hash: str) -> None:
+        """End a session; an unknown one is not an error."""
         ...
 
     async def touch_api_key(self, key_id: str, *, at: datetime) -> None:

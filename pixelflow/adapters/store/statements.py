@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from pixelflow.adapters.store.codec import (
     API_KEY_COLUMNS,
+    CONSOLE_SESSION_COLUMNS,
     JOB_COLUMNS,
     JOB_WEBHOOK_COLUMNS,
     USAGE_COLUMNS,
@@ -18,13 +19,22 @@ from pixelflow.adapters.store.codec import (
     WEBHOOK_EVENT_COLUMNS,
     WEBHOOK_SECRET_COLUMNS,
     api_key_values,
+    console_session_values,
     job_values,
     to_json,
     usage_values,
     webhook_event_values,
 )
 from pixelflow.adapters.store.schema import Dialect
-from pixelflow.core.models import ApiKey, Job, Transition, Usage, WebhookAttempt, WebhookEvent
+from pixelflow.core.models import (
+    ApiKey,
+    ConsoleSession,
+    Job,
+    Transition,
+    Usage,
+    WebhookAttempt,
+    WebhookEvent,
+)
 from pixelflow.core.states import TERMINAL, JobStatus, can_transition
 
 
@@ -387,6 +397,39 @@ def touch_api_key(key_id: str, at: datetime) -> Statement:
         f"UPDATE api_keys SET last_used_at = {when} WHERE id = {arg(key_id)}"
         f" AND (last_used_at IS NULL OR last_used_at < {when})"
     )
+
+
+# -- console sessions --------------------------------------------------------------------------
+
+_SESSION_COLUMNS = ", ".join(CONSOLE_SESSION_COLUMNS)
+
+
+def insert_console_session(session: ConsoleSession) -> Statement:
+    arg = _Args()
+    values = console_session_values(session)
+    placeholders = ", ".join(arg(value) for value in values.values())
+    return arg.statement(
+        f"INSERT INTO console_sessions ({', '.join(values)}) VALUES ({placeholders})"
+    )
+
+
+def select_console_session(id_hash: str, now: datetime) -> Statement:
+    """The session unless it has expired."""
+    arg = _Args()
+    return arg.statement(
+        f"SELECT {_SESSION_COLUMNS} FROM console_sessions"
+        f" WHERE id_hash = {arg(id_hash)} AND expires_at > {arg(now)}"
+    )
+
+
+def delete_console_session(id_hash: str) -> Statement:
+    arg = _Args()
+    return arg.statement(f"DELETE FROM console_sessions WHERE id_hash = {arg(id_hash)}")
+
+
+def delete_expired_console_sessions(now: datetime) -> Statement:
+    arg = _Args()
+    return arg.statement(f"DELETE FROM console_sessions WHERE expires_at <= {arg(now)}")
 
 
 # -- usage reports -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from pixelflow.adapters.store.codec import (
     API_KEY_COLUMNS,
+    CONSOLE_SESSION_COLUMNS,
     JOB_COLUMNS,
     TIME_COLUMNS,
     USAGE_COLUMNS,
@@ -19,6 +20,7 @@ from pixelflow.adapters.store.codec import (
 )
 from pixelflow.core.models import (
     ApiKey,
+    ConsoleSession,
     Job,
     Usage,
     WebhookDelivery,
@@ -35,12 +37,15 @@ def test_columns_cover_every_field() -> None:
     assert set(JOB_COLUMNS) == job_fields
     assert set(USAGE_COLUMNS) == {f.name for f in msgspec.structs.fields(Usage)}
     assert set(API_KEY_COLUMNS) == {f.name for f in msgspec.structs.fields(ApiKey)}
+    session_fields = {f.name for f in msgspec.structs.fields(ConsoleSession)}
+    assert set(CONSOLE_SESSION_COLUMNS) == session_fields
     # Every time field of every stored struct is a time column (SQLite decodes them by name).
     times = {
         prefix + f.name
         for struct, prefix in (
             (Job, ""),
             (ApiKey, ""),
+            (ConsoleSession, ""),
             (WebhookEvent, ""),
             (WebhookDelivery, ""),
             (WebhookSecret, ""),
