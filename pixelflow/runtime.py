@@ -33,6 +33,7 @@ from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
 from pixelflow.services.reconciler import Reconciler
+from pixelflow.services.sessions import SessionService
 from pixelflow.services.usage import UsageService
 from pixelflow.services.webhook_secrets import SigningSecrets
 from pixelflow.services.webhooks import WebhookDeliverer
@@ -56,6 +57,7 @@ class AppContext:
     objects: ObjectService
     keys: KeyService
     usage: UsageService
+    sessions: SessionService
     worker_policy: WorkerPolicy
     webhook_guard: AddressGuard
     webhook_secrets: SigningSecrets
@@ -134,6 +136,7 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             objects=ObjectService(storage if isinstance(storage, SelfServedStorage) else None),
             keys=KeyService(store=store),
             usage=UsageService(store=store),
+            sessions=SessionService(store=store),
             worker_policy=worker_policy(settings),
             webhook_guard=guard,
             webhook_secrets=SigningSecrets(store, shared=_shared_webhook_secret(settings)),

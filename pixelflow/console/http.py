@@ -12,8 +12,7 @@ from starlette.responses import HTMLResponse, Response
 from pixelflow.api.body import read_body
 from pixelflow.api.render import PAGE_HEADERS
 from pixelflow.console import views
-from pixelflow.console.identity import Caller
-from pixelflow.console.sessions import COOKIE
+from pixelflow.console.identity import COOKIE, Caller
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -44,7 +43,7 @@ def with_headers(response: Response, caller: Caller | None, *, secure: bool) -> 
     if caller is not None and caller.new_session:
         response.set_cookie(
             COOKIE,
-            caller.session.id,
+            caller.session_id,
             max_age=None,  # a browser-session cookie; the server-side session expires anyway
             path="/console",
             httponly=True,

@@ -4,8 +4,9 @@
 - ``header``: the authenticating gateway's header names the user for pages as for the API
   (the same authenticator reads it); the session only carries the CSRF token, bound to that
   user.
-- ``api_key``: the user signs in at ``/console/login`` with an API key; the session keeps the
-  key server-side and it is checked again on every request (a revoked key ends the session).
+- ``api_key``: the user signs in at ``/console/login`` with an API key; the session (in the
+  store, shared by every replica) names the key by id, and the key is checked on every request
+  (a revoked key ends the session).
 """
 
 from __future__ import annotations
@@ -15,66 +16,76 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from pixelflow.api.deps import state
-from pixelflow.console.sessions import COOKIE, Session, SessionStore
+from pixelflow.core.models import ConsoleSession
+from pixelflow.services.sessions import SessionService
+
+COOKIE = "pixelflow_session"
 
 
 @dataclass
 class Caller:
-    session: Session
-    # None: nobody is signed in (api_key mode without a session).
+    session_id: str
+    session: ConsoleSession
+    # None: nobody is signed in (api_key mode without a signed-in session).
     user_id: str | None
     # The session was opened by this request: its cookie must be set on the response.
     new_session: bool
 
 
 class ConsoleIdentity:
-    def __init__(self, *, mode: str, sessions: SessionStore) -> None:
+    def __init__(self, *, mode: str) -> None:
         self.mode = mode
-        self.sessions = sessions
 
     async def caller(self, request: Request) -> Caller:
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        sessions = _sessions(request)
+        session_id = request.cookies.get(COOKIE, "")
+        session = await sessions.find(session_id)
         if self.mode == "api_key":
-            return await self._signed_in(request, session)
+            if session is None:
+                return await _fresh(sessions, user_id=None)
+            return await self._signed_in(request, session_id, session)
         # none and header: the API's authenticator names the user (header mode raises 401
         # when the gateway's header is missing or malformed).
         user = await state(request).auth.user_id(request)
         if session is not None and session.user_id == user:
-            return Caller(session=session, user_id=user, new_session=False)
-        return Caller(session=self.sessions.create(user_id=user), user_id=user, new_session=True)
+            return Caller(session_id, session, user, new_session=False)
+        return await _fresh(sessions, user_id=user)
 
-    async def _signed_in(self, request: Request, session: Session | None) -> Caller:
-        if session is None:
-            return Caller(
-                session=self.sessions.create(user_id=None), user_id=None, new_session=True
-            )
-        if session.api_key is None:
-            return Caller(session=session, user_id=None, new_session=False)
-        user = await _user_of(request, session.api_key)
-        if user is None or user != session.user_id:
+    async def _signed_in(
+        self, request: Request, session_id: str, session: ConsoleSession
+    ) -> Caller:
+        if session.key_id is None:
+            return Caller(session_id, session, None, new_session=False)
+        key = await state(request).ctx.keys.live(session.key_id)
+        if key is None or key.user_id != session.user_id:
             # The key was revoked since sign-in: the session ends here.
-            self.sessions.drop(session.id)
-            fresh = self.sessions.create(user_id=None)
-            return Caller(session=fresh, user_id=None, new_session=True)
-        return Caller(session=session, user_id=user, new_session=False)
+            await _sessions(request).end(session_id)
+            return await _fresh(_sessions(request), user_id=None)
+        return Caller(session_id, session, key.user_id, new_session=False)
 
     async def sign_in(self, request: Request, caller: Caller, api_key: str) -> Caller | None:
-        """A new session for the key's user (a new id: the pre-sign-in one is dropped, so a
-        planted session id is worth nothing), or None when the key is not valid."""
-        user = await _user_of(request, api_key)
-        if user is None:
+        """A new session for the key's user (a new id: the pre-sign-in one is ended, so a
+        planted session id is worth nothing), or None when the key is not valid. The API's own
+        key check: one lookup, compared in constant time."""
+        key = await state(request).ctx.keys.authenticate(api_key)
+        if key is None:
             return None
-        self.sessions.drop(caller.session.id)
-        session = self.sessions.create(user_id=user, api_key=api_key)
-        return Caller(session=session, user_id=user, new_session=True)
+        sessions = _sessions(request)
+        await sessions.end(caller.session_id)
+        return await _fresh(sessions, user_id=key.user_id, key_id=key.id)
 
-    def sign_out(self, caller: Caller) -> Caller:
-        self.sessions.drop(caller.session.id)
-        return Caller(session=self.sessions.create(user_id=None), user_id=None, new_session=True)
+    async def sign_out(self, request: Request, caller: Caller) -> Caller:
+        sessions = _sessions(request)
+        await sessions.end(caller.session_id)
+        return await _fresh(sessions, user_id=None)
 
 
-async def _user_of(request: Request, api_key: str) -> str | None:
-    """The user of a live key (the API's own key service: one lookup, constant-time compare),
-    or None for a malformed, unknown, wrong or revoked one."""
-    key = await state(request).ctx.keys.authenticate(api_key)
-    return None if key is None else key.user_id
+def _sessions(request: Request) -> SessionService:
+    return state(request).ctx.sessions
+
+
+async def _fresh(
+    sessions: SessionService, *, user_id: str | None, key_id: str | None = None
+) -> Caller:
+    session_id, session = await sessions.open(user_id=user_id, key_id=key_id)
+    return Caller(session_id, session, user_id, new_session=True)

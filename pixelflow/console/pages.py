@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -29,15 +28,14 @@ from pixelflow.console.http import (
     with_headers,
 )
 from pixelflow.console.identity import Caller, ConsoleIdentity
-from pixelflow.console.sessions import SessionStore
 from pixelflow.core.clock import utc_now
 from pixelflow.core.errors import InvalidInput, PixelflowError, Unauthorized
 from pixelflow.core.states import JobStatus
 from pixelflow.core.usage import month_start, next_month_start
 from pixelflow.core.validation import decode_create_request, decode_query, given
 from pixelflow.core.wire import ListJobsQuery
+from pixelflow.services.sessions import csrf_ok
 
-SESSION_TTL = timedelta(hours=12)
 OUTPUT_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 # page: an HTML page (no session → the sign-in page); fragment: HTML swapped in by the page's
@@ -50,7 +48,7 @@ class Console:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signs_in = settings.auth == "api_key"
-        self.identity = ConsoleIdentity(mode=settings.auth, sessions=SessionStore(ttl=SESSION_TTL))
+        self.identity = ConsoleIdentity(mode=settings.auth)
         self.env = template_environment()
         # Secure-when-HTTPS: the public URL is what browsers use (a TLS proxy in front).
         self.secure = settings.public_url.startswith("https://")
@@ -106,7 +104,7 @@ class Console:
         if presented is None and content_type.startswith("application/x-www-form-urlencoded"):
             request.state.form = await read_form(request)
             presented = request.state.form.get(CSRF_FIELD)
-        if not caller.session.csrf_ok(presented):
+        if not csrf_ok(caller.session, presented):
             raise CsrfRefused("the form expired or did not come from this console; reload it")
 
     def _error(
@@ -348,7 +346,7 @@ class Console:
             return self._error(request, caller, exc, "page")
 
     async def logout(self, request: Request, caller: Caller) -> Response:
-        fresh = self.identity.sign_out(caller)
+        fresh = await self.identity.sign_out(request, caller)
         return self._redirect("/console/login" if self.signs_in else "/console", fresh)
 
 

@@ -89,6 +89,12 @@ class KeyService:
             await self.store.touch_api_key(stored.id, at=now)
         return stored
 
+    async def live(self, key_id: str) -> ApiKey | None:
+        """The key with this id unless it is revoked (a console session checks its key by id on
+        every request: it never keeps the key itself)."""
+        stored = await self.store.get_api_key(key_id)
+        return None if stored is None or stored.revoked_at is not None else stored
+
     async def list(self, *, user_id: str | None = None) -> list[ApiKey]:
         return await self.store.list_api_keys(user_id=user_id)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from pixelflow.console.sessions import COOKIE
+from pixelflow.console.identity import COOKIE
 from tests.api.conftest import ClientFactory
 from tests.support.jobs import job_body, wait_for
 

@@ -62,10 +62,12 @@ class Recorder:
         self.origin = origin
         self.requests: list[str] = []
         self.errors: list[str] = []
+        self.pages = 0
         context.on("request", lambda request: self.requests.append(request.url))
         context.on("page", self.watch)
 
     def watch(self, page: Page) -> None:
+        self.pages += 1
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on(
             "console",
@@ -78,7 +80,7 @@ class Recorder:
 
     def check(self) -> None:
         foreign = [url for url in self.requests if _origin(url) != self.origin]
-        assert self.requests, "no request recorded"
+        assert self.requests or not self.pages, "pages opened, but no request recorded"
         assert not foreign, f"requests to another origin: {foreign}"
         assert not self.errors, self.errors
 

@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import Site, screenshot
 from tests.browser.test_console_serve import JOB_TIMEOUT_MS, create_job
 from tests.support.deployment import Deployment, production_deployment
+from tests.support.processes import free_port
 from tests.support.seaweed import SeaweedServer
 
 
@@ -144,3 +145,22 @@ def test_a_revoked_key_ends_its_console_session(site: Site, deployment: Deployme
     deployment.cli("keys", "revoke", key[: len("pf_") + 8])
     page.goto("/console")
     expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+def test_a_session_holds_on_every_api_replica(site: Site, deployment: Deployment) -> None:
+    """Sessions live in the database: a browser signed in on one replica is signed in on the
+    next, and signing out on either ends it on both."""
+    replica = f"127.0.0.1:{free_port()}"
+    deployment.spawn("api-replica", "api", PIXELFLOW_API_ADDR=replica)
+    deployment.processes["api-replica"].wait_http(f"http://{replica}/readyz")
+    page = site.page()
+    sign_in(page, create_key(deployment, "dave"))
+    session = {c["name"]: c["value"] for c in page.context.cookies()}["pixelflow_session"]
+    with httpx.Client(
+        base_url=f"http://{replica}", cookies={"pixelflow_session": session}
+    ) as other:
+        assert deployment.user("dave") in other.get("/console").text
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(r"/console/login$"))
+        after = other.get("/console", follow_redirects=False)
+        assert after.status_code == 303 and "/console/login" in after.headers["location"]
