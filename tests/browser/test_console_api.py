@@ -37,12 +37,6 @@ def server_url(deployment: Deployment) -> str:
     return deployment.url
 
 
-def create_key(deployment: Deployment, user: str) -> str:
-    key = str(deployment.cli("keys", "create", "--user", deployment.user(user)).stdout).strip()
-    assert key.startswith("pf_"), key
-    return key
-
-
 def sign_in(page: Page, key: str) -> None:
     page.goto("/console")
     expect(page).to_have_url(re.compile(r"/console/login\?next=/console$"))
@@ -54,7 +48,7 @@ def sign_in(page: Page, key: str) -> None:
 def test_sign_in_run_a_job_read_usage_and_sign_out(
     site: Site, deployment: Deployment, fixtures_dir: Path
 ) -> None:
-    key = create_key(deployment, "alice")
+    key = deployment.create_key("alice")
     context = site.context()
     page = context.new_page()
     page.goto("/console/usage")
@@ -101,13 +95,13 @@ def test_no_page_shows_data_without_a_session_and_tenants_stay_apart(
     site: Site, deployment: Deployment, fixtures_dir: Path
 ) -> None:
     alice = site.page()
-    sign_in(alice, create_key(deployment, "alice2"))
+    sign_in(alice, deployment.create_key("alice2"))
     job_id = create_job(alice, fixtures_dir / "rocket.jpg", "thumbnail")
     expect(alice.locator("#job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
 
     # Bob, signed in with his own key, finds nothing of Alice's.
     bob = site.page()
-    sign_in(bob, create_key(deployment, "bob"))
+    sign_in(bob, deployment.create_key("bob"))
     expect(bob.get_by_role("link", name=job_id)).to_have_count(0)
     response = bob.goto(f"/console/jobs/{job_id}")
     assert response is not None and response.status == 404
@@ -139,7 +133,7 @@ def test_no_page_shows_data_without_a_session_and_tenants_stay_apart(
 
 
 def test_a_revoked_key_ends_its_console_session(site: Site, deployment: Deployment) -> None:
-    key = create_key(deployment, "carol")
+    key = deployment.create_key("carol")
     page = site.page()
     sign_in(page, key)
     deployment.cli("keys", "revoke", key[: len("pf_") + 8])
@@ -154,7 +148,7 @@ def test_a_session_holds_on_every_api_replica(site: Site, deployment: Deployment
     deployment.spawn("api-replica", "api", PIXELFLOW_API_ADDR=replica)
     deployment.processes["api-replica"].wait_http(f"http://{replica}/readyz")
     page = site.page()
-    sign_in(page, create_key(deployment, "dave"))
+    sign_in(page, deployment.create_key("dave"))
     session = {c["name"]: c["value"] for c in page.context.cookies()}["pixelflow_session"]
     with httpx.Client(
         base_url=f"http://{replica}", cookies={"pixelflow_session": session}
