@@ -138,6 +138,11 @@ async def test_another_users_job_is_a_404_everywhere_in_the_console(
         assert job_id not in response.text.replace(f"job {job_id} not found", "")
     assert "Not found" in page.text
     assert job_id not in (await client.get("/console", headers=bob)).text
+    # Without the gateway's header the console knows nobody: a 401 page, no data.
+    client.cookies.clear()
+    for path in ("/console", f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/outputs/a"):
+        nobody = await client.get(path)
+        assert nobody.status_code == 401 and job_id not in nobody.text, path
 
 
 def client_as(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.AsyncClient:
