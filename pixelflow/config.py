@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from msgspec import Struct
 
+from pixelflow.core.pipeline import DEFAULT_JPEG_SHRINK, JPEG_SHRINK_MODES, JpegShrink
 from pixelflow.core.signing import InvalidSecret, hmac_key
 
 T = TypeVar("T")
@@ -74,6 +75,7 @@ class Settings(Struct, kw_only=True, frozen=True):
     max_steps: int
     max_body_bytes: int
     worker_concurrency: int
+    jpeg_shrink: JpegShrink
     worker_max_active_jobs: int
     worker_max_attempts: int
     worker_job_timeout: float
@@ -319,6 +321,14 @@ def load_settings(
         ),
         worker_concurrency=env.parse(
             "WORKER_CONCURRENCY", str(max(2, cores)), lambda n, r: _int(n, r, 1)
+        ),
+        jpeg_shrink=cast(
+            JpegShrink,
+            env.parse(
+                "PIXELFLOW_JPEG_SHRINK",
+                DEFAULT_JPEG_SHRINK,
+                lambda n, r: _choice(n, r, JPEG_SHRINK_MODES),
+            ),
         ),
         worker_max_active_jobs=env.parse(
             "WORKER_MAX_ACTIVE_JOBS", str(cores), lambda n, r: _int(n, r, 1)

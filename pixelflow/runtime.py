@@ -194,7 +194,7 @@ async def migrate_database(settings: Settings) -> list[str]:
 async def open_imaging(settings: Settings) -> AsyncIterator[Imaging]:
     from pixelflow.adapters.imaging.vips import VipsImaging
 
-    imaging = VipsImaging(workers=settings.worker_max_active_jobs)
+    imaging = VipsImaging(workers=settings.worker_max_active_jobs, jpeg_shrink=settings.jpeg_shrink)
     try:
         yield imaging
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from msgspec import Struct
 
@@ -17,12 +18,21 @@ from pixelflow.core.models import ResizeStep, Step
 
 DEFAULT_QUALITY = 80
 
-# libvips' `thumbnail` block-shrinks on load to no less than twice the target and leaves the
-# rest to its resampling kernel: a JPEG's DCT-domain shrink aliases a little, and the final
-# resample hides it. Planning keeps the same margin, so a shared decode looks exactly like
-# a per-output `thumbnail` (measured on photo-12mp → 800 px: 50.7 dB PSNR against a full
-# decode with this margin, 43.5 dB without).
-RESIZE_HEADROOM = 2.0
+# How far a shared decode may be shrunk while decoding (JPEG DCT scaling, WebP scale), as the
+# headroom left for the final resample: `decode_shrink` keeps every resize's source at least
+# this many times its output.
+# - "fast" (1×): the largest power-of-two shrink not above the scale factor, as imgproxy and
+#   thumbor's PIL `draft()` do; 4000 px → 800 px decodes at 1/4 (1000 px).
+# - "quality" (2×): libvips `thumbnail`'s own margin; 4000 px → 800 px decodes at 1/2, four
+#   times the pixels, so the DCT-domain shrink's slight aliasing is hidden by the resample.
+# Measured on photo-12mp → 800 px against a full-size decode (bench/quality.py,
+# docs/benchmarks.md): fast 45.0 dB PSNR / SSIM 0.993, quality 51.6 dB / 0.998; the JPEG q80
+# encode of either costs more (about 40 dB), so "fast" is the default.
+JpegShrink = Literal["fast", "quality"]
+JPEG_SHRINK_MODES: tuple[JpegShrink, ...] = ("fast", "quality")
+SHRINK_HEADROOM: dict[JpegShrink, float] = {"fast": 1.0, "quality": 2.0}
+DEFAULT_JPEG_SHRINK: JpegShrink = "fast"
+RESIZE_HEADROOM = SHRINK_HEADROOM["quality"]
 
 # The reductions libjpeg can apply while decoding.
 JPEG_SHRINKS = (8, 4, 2, 1)

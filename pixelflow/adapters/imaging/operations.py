@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pixelflow.adapters.imaging.geometry import crop_box, largest_within, place, smallest_holding
-from pixelflow.adapters.imaging.watermark import watermark
+from pixelflow.adapters.imaging.watermark import TextMasks, watermark
 from pixelflow.core.models import (
     BlurStep,
     ConvertStep,
@@ -23,12 +23,12 @@ from pixelflow.core.models import (
 UNBOUNDED = 10_000_000
 
 
-def apply(step: Step, image: Any) -> Any:
+def apply(step: Step, image: Any, masks: TextMasks) -> Any:
     match step:
         case ResizeStep():
             return resize(image, step)
         case WatermarkStep():
-            return watermark(image, step.watermark)
+            return watermark(image, step.watermark, masks)
         case CropStep():
             return crop(image, step)
         case RotateStep():

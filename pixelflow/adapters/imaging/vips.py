@@ -24,19 +24,29 @@ from pixelflow.adapters.imaging import decode as decoding
 from pixelflow.adapters.imaging.encode import encode, prepare
 from pixelflow.adapters.imaging.operations import apply
 from pixelflow.adapters.imaging.protocol import ImageLimits, Rendered, StepObserver, StepTiming
+from pixelflow.adapters.imaging.watermark import TextMasks
 from pixelflow.core.errors import ImageRejected
 from pixelflow.core.formats import CONTENT_TYPES
 from pixelflow.core.models import Step
-from pixelflow.core.pipeline import PlannedStep, decode_shrink, plan_pipeline
+from pixelflow.core.pipeline import (
+    DEFAULT_JPEG_SHRINK,
+    SHRINK_HEADROOM,
+    JpegShrink,
+    PlannedStep,
+    decode_shrink,
+    plan_pipeline,
+)
 
 
 class VipsImaging:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, jpeg_shrink: JpegShrink = DEFAULT_JPEG_SHRINK) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         configure_libvips()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelflow-vips")
         self._tracked_memory = _tracked_memory_reader()
+        self._headroom = SHRINK_HEADROOM[jpeg_shrink]
+        self.text_masks = TextMasks()
 
     async def render(
         self,
@@ -47,7 +57,15 @@ class VipsImaging:
         on_step: StepObserver | None = None,
     ) -> list[Rendered]:
         loop = asyncio.get_running_loop()
-        job = partial(render_job, source, pipeline, limits, on_step=on_step)
+        job = partial(
+            render_job,
+            source,
+            pipeline,
+            limits,
+            on_step=on_step,
+            headroom=self._headroom,
+            masks=self.text_masks,
+        )
         return await loop.run_in_executor(self._pool, job)
 
     def memory_in_use(self) -> int | None:
@@ -96,12 +114,17 @@ def render_job(
     limits: ImageLimits,
     *,
     on_step: StepObserver | None = None,
+    headroom: float = SHRINK_HEADROOM[DEFAULT_JPEG_SHRINK],
+    masks: TextMasks | None = None,
 ) -> list[Rendered]:
-    """The whole job, synchronously (in a pool thread)."""
+    """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``."""
     started = time.time_ns()
+    masks = TextMasks() if masks is None else masks
     header = decoding.inspect(source, limits)
     plan = plan_pipeline(pipeline, source_format=header.loader.format)
-    shrink = decode_shrink((p.step for p in plan.consumers(None)), header.width, header.height)
+    shrink = decode_shrink(
+        (p.step for p in plan.consumers(None)), header.width, header.height, headroom=headroom
+    )
     results: dict[str | None, Any] = {None: decoding.decode(source, header, shrink)}
     if on_step is not None:
         on_step(
@@ -115,7 +138,7 @@ def render_job(
     for planned in plan.steps:
         started = time.time_ns()
         with _step_errors(planned):
-            image = apply(planned.step, results[planned.parent])
+            image = apply(planned.step, results[planned.parent], masks)
             _check_size(planned, image, limits)
             if pending[planned.id]:
                 # Chained steps read this result: compute it once, not once per reader.

@@ -1,0 +1,108 @@
+"""PIXELFLOW_JPEG_SHRINK: how far a JPEG is reduced while decoding, and exact output sizes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pixelflow.adapters.imaging import decode as decoding
+from pixelflow.adapters.imaging.vips import VipsImaging
+from pixelflow.config import ConfigError, Role, load_settings
+from pixelflow.core.pipeline import JpegShrink
+from tests.imaging.helpers import LIMITS, open_output, read, steps
+
+
+class LoaderCalls:
+    """Records the options each libvips loader call got (``shrink`` for a JPEG decode)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.options: list[dict[str, Any]] = []
+        real = decoding._load
+
+        def recording(loader: decoding.Loader, data: bytes, **options: Any) -> Any:
+            if options.get("access") == "sequential":  # the decode, not the header read
+                self.options.append(options)
+            return real(loader, data, **options)
+
+        monkeypatch.setattr(decoding, "_load", recording)
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> LoaderCalls:
+    return LoaderCalls(monkeypatch)
+
+
+@pytest.fixture(params=["fast", "quality"])
+async def shrinking(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, VipsImaging]]:
+    adapter = VipsImaging(workers=1, jpeg_shrink=request.param)
+    yield request.param, adapter
+    await adapter.close()
+
+
+# photo-12mp.jpg is 4000×3000. (resize step, expected size, JPEG shrink: fast, quality)
+CASES: list[tuple[dict[str, Any], tuple[int, int], int, int]] = [
+    ({"width": 800}, (800, 600), 4, 2),  # 5×: fast takes 4, quality keeps 2× → 2
+    ({"width": 1000}, (1000, 750), 4, 2),  # exactly 4×: the decode is the output's size
+    ({"width": 1600}, (1600, 1200), 2, 1),
+    ({"width": 320}, (320, 240), 8, 4),
+    ({"width": 999, "height": 999, "fit": "cover"}, (999, 999), 2, 1),  # 3000/999 ≈ 3
+    ({"width": 3999}, (3999, 2999), 1, 1),
+]
+
+
+@pytest.mark.parametrize(("resize", "size", "fast", "quality"), CASES)
+async def test_jpeg_shrink_on_load_and_exact_sizes(
+    shrinking: tuple[JpegShrink, VipsImaging],
+    fixtures_dir: Path,
+    loads: LoaderCalls,
+    resize: dict[str, Any],
+    size: tuple[int, int],
+    fast: int,
+    quality: int,
+) -> None:
+    mode, imaging = shrinking
+    [rendered] = await imaging.render(
+        read(fixtures_dir, "photo-12mp.jpg"),
+        steps({"id": "r", "action": "resize", "format": "jpeg", **resize}),
+        LIMITS,
+    )
+    image = open_output(rendered)
+    assert (image.width, image.height) == size
+    expected = fast if mode == "fast" else quality
+    [options] = loads.options
+    assert options.get("shrink", 1) == expected
+
+
+async def test_the_largest_output_decides_the_shared_decode(
+    fixtures_dir: Path, loads: LoaderCalls
+) -> None:
+    imaging = VipsImaging(workers=1, jpeg_shrink="fast")
+    try:
+        rendered = await imaging.render(
+            read(fixtures_dir, "photo-12mp.jpg"),
+            steps(
+                *(
+                    {"id": f"w{width}", "action": "resize", "width": width, "format": "jpeg"}
+                    for width in (1600, 800, 320)
+                ),
+                {"id": "w800-webp", "action": "resize", "width": 800, "format": "webp"},
+            ),
+            LIMITS,
+        )
+    finally:
+        await imaging.close()
+    sizes = [(image.width, image.height) for image in map(open_output, rendered)]
+    assert sizes == [(1600, 1200), (800, 600), (320, 240), (800, 600)]
+    assert [options.get("shrink") for options in loads.options] == [2]  # 4000 / 1600 = 2.5
+
+
+def test_the_setting_defaults_to_fast_and_is_validated(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path)}
+    assert load_settings(Role.SERVE, environ).jpeg_shrink == "fast"
+    quality = {**environ, "PIXELFLOW_JPEG_SHRINK": "quality"}
+    assert load_settings(Role.SERVE, quality).jpeg_shrink == "quality"
+    with pytest.raises(ConfigError, match="PIXELFLOW_JPEG_SHRINK"):
+        load_settings(Role.SERVE, {**environ, "PIXELFLOW_JPEG_SHRINK": "fastest"})
