@@ -1,0 +1,345 @@
+"""The systems under test, each able to run one round of N work items and report a Sample.
+
+- ``PixelflowBackend``: real processes started with the test suite's helpers — ``pixelflow
+  serve`` (embedded), or ``pixelflow api`` + one ``pixelflow worker`` on PostgreSQL, Redis and
+  SeaweedFS (production). A round submits N jobs at once (create + start, ``local_file``
+  sources, outputs written to storage) and waits for all of them.
+- ``LoopBackend``: bench/loops.py in a child process (raw pyvips, Pillow ``draft()``).
+- ``ThumborBackend``: thumbor from PyPI in a venv of its own, ``--processes`` = cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import CACHE_DIR, REPO, Sample, cpu_seconds, peak_rss_mib, reset_peak_rss
+
+from tests.support.deployment import Deployment, production_deployment
+from tests.support.processes import PixelflowProcess, free_port
+from tests.support.seaweed import SeaweedServer
+
+CORES = 2  # the issue's comparison: every system gets the same two cores' worth of workers
+THUMBOR_VERSION = "7.8.0"
+USER = "bench"
+
+
+# -- PixelFlow -------------------------------------------------------------------------------
+
+
+class PixelflowBackend:
+    def __init__(self, name: str, url: str, worker_pid: int, pipeline: list[dict[str, Any]]):
+        self.name = name
+        self.url = url
+        self.worker_pid = worker_pid
+        self.pipeline = pipeline
+        self.client = httpx.AsyncClient(
+            base_url=url, headers={"X-User-ID": USER}, timeout=60, limits=httpx.Limits()
+        )
+
+    async def round(self, jobs: int, image: str) -> Sample:
+        reset_peak_rss(self.worker_pid)
+        cpu_before = cpu_seconds(self.worker_pid)
+        body = {"source_type": "local_file", "object_key": image, "pipeline": self.pipeline}
+        ids = await asyncio.gather(*(self._submit(body) for _ in range(jobs)))
+        records = await self._wait(set(ids))
+        cpu = cpu_seconds(self.worker_pid) - cpu_before
+        created = [_time(job["created_at"]) for job in records]
+        finished = [_time(job["finished_at"]) for job in records]
+        return Sample(
+            backend=self.name,
+            items=jobs,
+            elapsed=max(finished) - min(created),
+            latencies=[end - start for start, end in zip(created, finished, strict=True)],
+            cpu=cpu,
+            peak_rss_mib=peak_rss_mib(self.worker_pid),
+        )
+
+    async def _submit(self, body: dict[str, Any]) -> str:
+        created = await self.client.post("/v1/jobs", json=body)
+        assert created.status_code == 202, created.text
+        job_id: str = created.json()["job_id"]
+        started = await self.client.post(f"/v1/jobs/{job_id}/start")
+        assert started.status_code == 202, started.text
+        return job_id
+
+    async def _wait(self, ids: set[str], within: float = 600) -> list[dict[str, Any]]:
+        """Poll the newest jobs in one request (not one per job: the API shares the cores)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            page = await self.client.get("/v1/jobs", params={"limit": min(100, len(ids))})
+            assert page.status_code == 200, page.text
+            jobs = [job for job in page.json()["jobs"] if job["id"] in ids]
+            failed = [job for job in jobs if job["status"] in {"failed", "canceled"}]
+            if failed:
+                raise RuntimeError(f"{self.name}: a job did not succeed: {failed[0]}")
+            if len(jobs) == len(ids) and all(job["status"] == "succeeded" for job in jobs):
+                return jobs
+        raise RuntimeError(f"{self.name}: jobs not done after {within} s")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+# Both backends get the same worker shape: two jobs in libvips at once (the issue's 2 cores).
+WORKER_ENV = {
+    "WORKER_CONCURRENCY": str(CORES),
+    "WORKER_MAX_ACTIVE_JOBS": str(CORES),
+    "PIXELFLOW_RATE_LIMIT_CAPACITY": "0",
+}
+
+
+@contextlib.contextmanager
+def embedded(workdir: Path, images: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """``pixelflow serve``: (its URL, its pid)."""
+    port = free_port()
+    process = PixelflowProcess(
+        ["serve"],
+        env={
+            **WORKER_ENV,
+            "PIXELFLOW_API_ADDR": f"127.0.0.1:{port}",
+            "PIXELFLOW_API_METRICS_ADDR": "",
+            "WORKER_METRICS_ADDR": "",
+            "PIXELFLOW_DATA_DIR": str(workdir / "serve"),
+            "PIXELFLOW_LOCAL_SOURCE_ROOT": str(images),
+            "PIXELFLOW_LOG_LEVEL": "warning",
+            **env,
+        },
+        log_path=workdir / "serve.log",
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        process.wait_http(f"{url}/readyz", timeout=60)
+        assert process.process is not None
+        yield url, process.process.pid
+    finally:
+        process.stop(timeout=30)
+
+
+@contextlib.contextmanager
+def production(
+    workdir: Path, images: Path, env: dict[str, str], *, api: bool = True, workers: int = 1
+) -> Iterator[Deployment]:
+    """``pixelflow api`` + ``workers`` × ``pixelflow worker`` on PostgreSQL, Redis, SeaweedFS."""
+    with (
+        SeaweedServer(workdir / "seaweed") as seaweed,
+        production_deployment(
+            workdir / "production",
+            seaweed.endpoint,
+            **WORKER_ENV,
+            PIXELFLOW_LOCAL_SOURCE_ROOT=str(images),
+            **env,
+        ) as deployment,
+    ):
+        deployment.start(api=api, workers=tuple(f"worker-{i}" for i in range(workers)))
+        yield deployment
+
+
+def worker_pid(deployment: Deployment) -> int:
+    process = deployment.processes["worker-0"].process
+    assert process is not None
+    return process.pid
+
+
+# -- hand-written loops ----------------------------------------------------------------------
+
+
+class LoopBackend:
+    def __init__(self, engine: str, workload: str, images: Path) -> None:
+        self.name = f"{engine} loop"
+        self.engine = engine
+        self.workload = workload
+        self.images = images
+
+    async def round(self, jobs: int, image: str) -> Sample:
+        command = [
+            sys.executable,
+            str(REPO / "bench" / "loops.py"),
+            f"--engine={self.engine}",
+            f"--workload={self.workload}",
+            f"--image={self.images / image}",
+            f"--jobs={jobs}",
+            f"--threads={CORES}",
+        ]
+        child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+        output, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"{self.name} exited with {child.returncode}")
+        result = json.loads(output)
+        return Sample(
+            backend=self.name,
+            items=jobs,
+            elapsed=result["elapsed"],
+            latencies=result["latencies"],
+            cpu=result["cpu"],
+            peak_rss_mib=result["peak_rss_mib"],
+        )
+
+    async def close(self) -> None:
+        pass
+
+
+# -- thumbor ---------------------------------------------------------------------------------
+
+
+def thumbor_bin() -> Path | None:
+    """thumbor's executable in a venv of its own under the cache directory, installed from PyPI
+    on first use; None (with the reason on stderr) when it cannot be installed here."""
+    venv = CACHE_DIR / f"thumbor-{THUMBOR_VERSION}"
+    executable = venv / "bin" / "thumbor"
+    if executable.is_file():
+        return executable
+    print(f"installing thumbor {THUMBOR_VERSION} into {venv} ...", file=sys.stderr)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"thumbor=={THUMBOR_VERSION}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=600,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        stderr = getattr(exc, "stderr", b"") or b""
+        print(f"thumbor could not be installed: {exc}\n{stderr.decode()[-2000:]}", file=sys.stderr)
+        return None
+    return executable
+
+
+class ThumborBackend:
+    """A thumbor server; a round requests every path once per item, ``2 × CORES`` at a time."""
+
+    def __init__(self, url: str, pid: int, paths: list[str]) -> None:
+        self.name = "thumbor"
+        self.url = url
+        self.pid = pid
+        self.paths = paths
+        self.client = httpx.AsyncClient(base_url=url, timeout=120)
+
+    async def round(self, jobs: int, image: str) -> Sample:
+        reset_peak_rss(self.pid)
+        cpu_before = cpu_seconds(self.pid)
+        slots = asyncio.Semaphore(2 * CORES)
+        started = time.perf_counter()
+
+        async def one_item() -> float:
+            async def fetch(path: str) -> None:
+                async with slots:
+                    response = await self.client.get(path.format(image=image))
+                if response.status_code != 200:
+                    raise RuntimeError(f"thumbor answered {response.status_code} for {path}")
+
+            await asyncio.gather(*(fetch(path) for path in self.paths))
+            return time.perf_counter() - started
+
+        latencies = await asyncio.gather(*(one_item() for _ in range(jobs)))
+        return Sample(
+            backend=self.name,
+            items=jobs,
+            elapsed=time.perf_counter() - started,
+            latencies=list(latencies),
+            cpu=cpu_seconds(self.pid) - cpu_before,
+            peak_rss_mib=peak_rss_mib(self.pid),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+@contextlib.contextmanager
+def thumbor(
+    workdir: Path, images: Path, extra_files: dict[str, bytes]
+) -> Iterator[tuple[str, int]]:
+    """A thumbor server over ``images`` (plus ``extra_files``): (its URL, its pid)."""
+    executable = thumbor_bin()
+    if executable is None:
+        raise RuntimeError("thumbor is not available")
+    root = workdir / "thumbor-root"
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in images.iterdir():
+        link = root / entry.name
+        if not link.exists():
+            link.symlink_to(entry)
+    for name, data in extra_files.items():
+        (root / name).write_bytes(data)
+    config = workdir / "thumbor.conf"
+    config.write_text(
+        "\n".join(
+            [
+                "LOADER = 'thumbor.loaders.file_loader'",
+                f"FILE_LOADER_ROOT_PATH = {str(root)!r}",
+                "STORAGE = 'thumbor.storages.no_storage'",
+                "RESULT_STORAGE = None",
+                "ENGINE = 'thumbor.engines.pil'",
+                "ALLOW_UNSAFE_URL = True",
+                "QUALITY = 80",
+                "WEBP_QUALITY = 80",
+                "AUTO_WEBP = False",
+                "PRESERVE_EXIF_INFO = False",
+                "MAX_AGE = 0",
+            ]
+        )
+        + "\n"
+    )
+    port = free_port()
+    log = (workdir / "thumbor.log").open("ab")
+    process = subprocess.Popen(
+        [
+            str(executable),
+            "-c",
+            str(config),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            f"--processes={CORES}",
+            "-l",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={key: value for key, value in os.environ.items() if not key.startswith("PYTHON")},
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/healthcheck", process)
+        yield url, process.pid
+    finally:
+        # --processes forks: stop the whole process group it was started in.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(15)
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
