@@ -18,11 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import common
 import httpx
 from common import CACHE_DIR, REPO, Sample, cpu_seconds, peak_rss_mib, reset_peak_rss
 
@@ -320,7 +322,7 @@ def thumbor(
     log.close()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/healthcheck", process)
+        wait_http(f"{url}/healthcheck", process)
         yield url, process.pid
     finally:
         # --processes forks: stop the whole process group it was started in.
@@ -333,13 +335,75 @@ def thumbor(
             process.wait(15)
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_http(
+    url: str, process: subprocess.Popen[bytes], *, timeout: float = 60, accept_status: int = 200
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url}: the server exited with {process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == accept_status:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+# -- one benchmark's set of backends -------------------------------------------------------
+
+NAMES = ("embedded", "production", "vips", "pillow", "thumbor")
+
+
+@dataclass
+class Workload:
+    """The same work as each backend spells it."""
+
+    pipeline: list[dict[str, Any]]  # a PixelFlow job's steps
+    loop: str  # bench/loops.py --workload
+    thumbor_paths: list[str]  # thumbor URLs per item; {image} is the source's name
+    thumbor_files: dict[str, bytes] = field(default_factory=dict)  # e.g. a watermark image
+
+
+async def run_interleaved(
+    stack: contextlib.ExitStack,
+    chosen: list[str],
+    workload: Workload,
+    *,
+    images: Path,
+    workdir: Path,
+    jobs: int,
+    rounds: int,
+) -> list[Sample]:
+    """Start the ``chosen`` backends (stopped by ``stack``) and run the rounds."""
+    runners: dict[str, Callable[[], Any]] = {}
+    closers = []
+    for name in chosen:
+        backend: Any
+        if name == "embedded":
+            url, pid = stack.enter_context(embedded(workdir, images, {}))
+            backend = PixelflowBackend("embedded (serve)", url, pid, workload.pipeline)
+        elif name == "production":
+            deployment = stack.enter_context(production(workdir, images, {}))
+            backend = PixelflowBackend(
+                "production (api+worker)", deployment.url, worker_pid(deployment), workload.pipeline
+            )
+        elif name in ("vips", "pillow"):
+            backend = LoopBackend(name, workload.loop, images)
+        else:
+            try:
+                url, pid = stack.enter_context(thumbor(workdir, images, workload.thumbor_files))
+            except RuntimeError as exc:
+                print(f"skipping thumbor: {exc}", file=sys.stderr)
+                continue
+            backend = ThumborBackend(url, pid, workload.thumbor_paths)
+        closers.append(backend.close)
+        runners[backend.name] = _bound(backend, jobs)
+    try:
+        return await common.interleaved(rounds, runners)
+    finally:
+        for close in closers:
+            await close()
+
+
+def _bound(backend: Any, jobs: int) -> Callable[[], Any]:
+    return lambda: backend.round(jobs, common.PHOTO)

@@ -25,9 +25,9 @@ DEFAULT_QUALITY = 80
 #   thumbor's PIL `draft()` do; 4000 px → 800 px decodes at 1/4 (1000 px).
 # - "quality" (2×): libvips `thumbnail`'s own margin; 4000 px → 800 px decodes at 1/2, four
 #   times the pixels, so the DCT-domain shrink's slight aliasing is hidden by the resample.
-# Measured on photo-12mp → 800 px against a full-size decode (bench/quality.py,
-# docs/benchmarks.md): fast 45.0 dB PSNR / SSIM 0.993, quality 51.6 dB / 0.998; the JPEG q80
-# encode of either costs more (about 40 dB), so "fast" is the default.
+# Measured on photo-12mp → 800 px against the same resize of a full-size decode (bench/quality.py,
+# docs/benchmarks.md): fast 44.2 dB PSNR / SSIM 0.9945, quality 52.1 dB / 0.9984; the JPEG q80
+# encode that follows costs far more (36.6 dB / 0.959), so "fast" is the default.
 JpegShrink = Literal["fast", "quality"]
 JPEG_SHRINK_MODES: tuple[JpegShrink, ...] = ("fast", "quality")
 SHRINK_HEADROOM: dict[JpegShrink, float] = {"fast": 1.0, "quality": 2.0}

@@ -1,0 +1,119 @@
+"""Benchmark: what PIXELFLOW_JPEG_SHRINK costs in quality and buys in time.
+
+    .venv/bin/python bench/quality.py [--widths 1600 800 320] [--rounds 5] [--images DIR]
+
+For each output width, the source is resized by PixelFlow's imaging code in each mode ("fast":
+the largest power-of-two JPEG shrink not above the scale, as imgproxy and thumbor; "quality":
+libvips thumbnail's 2× margin) and compared, before any encoding, with the same resize from a
+full-size decode: PSNR and SSIM (luma, 7×7 windows, computed with numpy). For scale, the
+same figures for the full-size decode's own JPEG q80 encode. Times are medians over rounds of
+decode + resize + encode. Not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+import common
+import msgspec
+import numpy as np
+import pyvips
+
+from pixelflow.adapters.imaging.protocol import ImageLimits
+from pixelflow.adapters.imaging.vips import configure_libvips, render_job
+from pixelflow.core.models import Step
+from pixelflow.core.pipeline import JPEG_SHRINK_MODES, SHRINK_HEADROOM
+
+LIMITS = ImageLimits(max_pixels=100_000_000, max_bytes=50 * 1024 * 1024)
+
+
+def pixels(image: Any) -> np.ndarray:
+    """Luma (BT.601) as float64, from an 8-bit sRGB image."""
+    rgb = np.ndarray(
+        buffer=image.write_to_memory(),
+        dtype=np.uint8,
+        shape=(image.height, image.width, image.bands),
+    )[..., :3].astype(np.float64)
+    luma: np.ndarray = rgb @ np.array([0.299, 0.587, 0.114])
+    return luma
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def _box(values: np.ndarray, size: int) -> np.ndarray:
+    """Mean over every size×size window (valid positions only), by integral image."""
+    total = np.pad(values, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    window: np.ndarray = (
+        total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
+    )
+    return window / (size * size)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, size: int = 7) -> float:
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mean_a, mean_b = _box(a, size), _box(b, size)
+    var_a = _box(a * a, size) - mean_a**2
+    var_b = _box(b * b, size) - mean_b**2
+    covariance = _box(a * b, size) - mean_a * mean_b
+    index = ((2 * mean_a * mean_b + c1) * (2 * covariance + c2)) / (
+        (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return float(index.mean())
+
+
+def resized(source: bytes, width: int, headroom: float, fmt: str) -> Any:
+    step = msgspec.convert(
+        [{"id": "r", "action": "resize", "width": width, "format": fmt}], type=list[Step]
+    )
+    [rendered] = render_job(source, step, LIMITS, headroom=headroom)
+    return rendered
+
+
+def main() -> None:
+    parser = common.parser(__doc__ or "", jobs=None, rounds=5)
+    parser.add_argument("--widths", type=int, nargs="+", default=[1600, 800, 320])
+    args = parser.parse_args()
+    source = (common.image_dir(args.images) / common.PHOTO).read_bytes()
+    configure_libvips()
+    print(f"load: {common.load_note()}", file=sys.stderr)
+    full = pyvips.Image.new_from_buffer(source, "", access="sequential").copy_memory()
+    rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
+    for width in args.widths:
+        reference = full.thumbnail_image(width, size="down")
+        expected = pixels(reference)
+        encoded = pyvips.Image.new_from_buffer(reference.jpegsave_buffer(Q=80), "")
+        scale = (psnr(expected, pixels(encoded)), ssim(expected, pixels(encoded)))
+        rows.append([f"{width} px", "full decode, JPEG q80 encode", *scale, None])
+        for mode in JPEG_SHRINK_MODES:
+            headroom = SHRINK_HEADROOM[mode]
+            lossless = resized(source, width, headroom, "png")
+            actual = pixels(pyvips.Image.new_from_buffer(lossless.data, ""))
+            times = []
+            for _ in range(max(1, args.rounds)):
+                started = time.perf_counter()
+                resized(source, width, headroom, "jpeg")
+                times.append(time.perf_counter() - started)
+            figures = (psnr(expected, actual), ssim(expected, actual))
+            milliseconds = statistics.median(times) * 1000
+            rows.append([f"{width} px", f"{mode} shrink", *figures, milliseconds])
+            results.append(
+                {"width": width, "mode": mode, "psnr_db": figures[0], "ssim": figures[1]}
+                | {"ms": milliseconds, "jpeg_q80_psnr_db": scale[0], "jpeg_q80_ssim": scale[1]}
+            )
+    common.print_table(
+        f"{common.PHOTO}: resize against the same resize of a full-size decode (luma)",
+        ["output", "decode", "PSNR dB", "SSIM", "ms (one thread)"],
+        [[r[0], r[1], r[2], f"{r[3]:.4f}", r[4]] for r in rows],
+    )
+    common.write_json("quality", args.json, {"results": results, "rounds": args.rounds})
+
+
+if __name__ == "__main__":
+    main()
