@@ -19,6 +19,10 @@ lint:
     .venv/bin/ruff format --check pixelflow tests bench
     .venv/bin/mypy pixelflow tests
 
-# Imaging benchmarks (not pass/fail tests).
-bench:
-    .venv/bin/python -m bench.bench_imaging
+# Benchmarks (not pass/fail tests; docs/benchmarks.md): worker, renditions, api, quality.
+bench NAME *ARGS:
+    .venv/bin/python bench/{{NAME}}.py {{ARGS}}
+
+# Every benchmark at smoke size, as CI runs them.
+bench-smoke:
+    ./bench/smoke

@@ -106,7 +106,9 @@ def main() -> None:
     print(f"load: {common.load_note()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="pixelflow-bench-") as tmp, contextlib.ExitStack() as s:
         workdir = Path(tmp)
-        deployment = s.enter_context(production(workdir, images, {}, workers=0))
+        deployment = s.enter_context(
+            production(workdir, images, common.settings(args.set), workers=0)
+        )
         api = deployment.processes["api"].process
         assert api is not None
         bare_url, bare_pid = s.enter_context(bare_app(workdir))
@@ -131,6 +133,7 @@ def main() -> None:
         "seconds": args.seconds,
         "rounds": args.rounds,
         "concurrency": args.concurrency,
+        "set": args.set,
     }
     common.write_json("api", args.json, payload)
 

@@ -99,9 +99,9 @@ def _time(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-# Both backends get the same worker shape: two jobs in libvips at once (the issue's 2 cores).
+# Both backends get the same worker shape: two jobs in libvips at once (the issue's 2 cores);
+# everything else is the product's default unless --set says otherwise.
 WORKER_ENV = {
-    "WORKER_CONCURRENCY": str(CORES),
     "WORKER_MAX_ACTIVE_JOBS": str(CORES),
     "PIXELFLOW_RATE_LIMIT_CAPACITY": "0",
 }
@@ -373,17 +373,19 @@ async def run_interleaved(
     workdir: Path,
     jobs: int,
     rounds: int,
+    env: dict[str, str],
 ) -> list[Sample]:
-    """Start the ``chosen`` backends (stopped by ``stack``) and run the rounds."""
+    """Start the ``chosen`` backends (stopped by ``stack``; ``env`` set for PixelFlow's
+    processes) and run the rounds."""
     runners: dict[str, Callable[[], Any]] = {}
     closers = []
     for name in chosen:
         backend: Any
         if name == "embedded":
-            url, pid = stack.enter_context(embedded(workdir, images, {}))
+            url, pid = stack.enter_context(embedded(workdir, images, env))
             backend = PixelflowBackend("embedded (serve)", url, pid, workload.pipeline)
         elif name == "production":
-            deployment = stack.enter_context(production(workdir, images, {}))
+            deployment = stack.enter_context(production(workdir, images, env))
             backend = PixelflowBackend(
                 "production (api+worker)", deployment.url, worker_pid(deployment), workload.pipeline
             )

@@ -52,6 +52,24 @@ def parser(doc: str, *, jobs: int | None, rounds: int) -> argparse.ArgumentParse
         result.add_argument("--jobs", type=int, default=jobs, help="work items per round")
     result.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds")
     result.add_argument("--json", type=Path, default=None, help="where to write the results")
+    result.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="a setting for PixelFlow's processes, e.g. PIXELFLOW_JPEG_SHRINK=quality",
+    )
+    return result
+
+
+def settings(pairs: Sequence[str]) -> dict[str, str]:
+    """``--set VAR=VALUE`` options as a mapping."""
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected VAR=VALUE")
+        result[name] = value
     return result
 
 

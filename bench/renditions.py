@@ -67,12 +67,13 @@ def main() -> None:
                 workdir=Path(tmp),
                 jobs=args.jobs,
                 rounds=args.rounds,
+                env=common.settings(args.set),
             )
         )
     widths = ", ".join(f"{width} {fmt}" for width, fmt in RENDITIONS)
     title = f"{common.PHOTO} → {widths} (q{QUALITY}) per source; medians over rounds"
     payload = common.report(samples, title, "source", RATIOS)
-    payload["settings"] = {"jobs": args.jobs, "rounds": args.rounds}
+    payload["settings"] = {"jobs": args.jobs, "rounds": args.rounds, "set": args.set}
     common.write_json("renditions", args.json, payload)
 
 

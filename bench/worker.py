@@ -90,11 +90,12 @@ def main() -> None:
                 workdir=Path(tmp),
                 jobs=args.jobs,
                 rounds=args.rounds,
+                env=common.settings(args.set),
             )
         )
     title = f"{common.PHOTO} → {WIDTH} px + watermark → JPEG q{QUALITY}; medians over rounds"
     payload = common.report(samples, title, "image", RATIOS)
-    payload["settings"] = {"jobs": args.jobs, "rounds": args.rounds}
+    payload["settings"] = {"jobs": args.jobs, "rounds": args.rounds, "set": args.set}
     common.write_json("worker", args.json, payload)
 
 

@@ -69,3 +69,26 @@ async def test_an_unusable_dsn_is_database_unavailable(dsn: str) -> None:
 
     assert caught.value.code == "database_unavailable"
     assert caught.value.message == "cannot connect to PostgreSQL"  # no driver text
+
+
+async def test_a_connection_comes_back_from_the_pool_outside_any_transaction() -> None:
+    """Releasing skips asyncpg's reset query, but never hands out an open transaction."""
+    async with temporary_database() as dsn:
+        store = await PostgresStore.open(dsn, max_size=1)
+        try:
+            pool = store._pool
+            async with pool.acquire() as conn:
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
+                await conn.execute("SET application_name = 'marker'")
+                await conn.execute("BEGIN")  # a transaction left open, as by a bug
+                await conn.execute("CREATE TABLE left_behind (x int)")
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # reused
+                # No RESET ALL ran on release (that round trip is what is saved) ...
+                assert await conn.fetchval("SHOW application_name") == "marker"
+                # ... but the open transaction was rolled back.
+                assert not conn.is_in_transaction()
+                assert await conn.fetchval("SELECT to_regclass('left_behind')") is None
+            await store.create_job(make_job())  # and the store still works on it
+        finally:
+            await store.close()
