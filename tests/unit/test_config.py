@@ -171,3 +171,11 @@ def test_operator_commands_default_to_the_serve_database(tmp_path: Path) -> None
     assert settings.redis_url is None
     configured = load_settings(Role.ADMIN, PRODUCTION)
     assert configured.database_url == PRODUCTION["PIXELFLOW_DATABASE_URL"]
+
+
+def test_a_worker_takes_twice_as_many_jobs_as_it_renders_at_once(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path), "WORKER_MAX_ACTIVE_JOBS": "3"}
+    settings = load_settings(Role.SERVE, environ)
+    assert (settings.worker_max_active_jobs, settings.worker_concurrency) == (3, 6)
+    explicit = load_settings(Role.SERVE, {**environ, "WORKER_CONCURRENCY": "1"})
+    assert explicit.worker_concurrency == 1
