@@ -106,3 +106,36 @@ def test_the_setting_defaults_to_fast_and_is_validated(tmp_path: Path) -> None:
     assert load_settings(Role.SERVE, quality).jpeg_shrink == "quality"
     with pytest.raises(ConfigError, match="PIXELFLOW_JPEG_SHRINK"):
         load_settings(Role.SERVE, {**environ, "PIXELFLOW_JPEG_SHRINK": "fastest"})
+
+
+# rocket.jpg is 640×427: a decode shrunk by 2 or 4 rounds its height down (213, 106), so the
+# output must be sized from the full image, as a full-size decode would be.
+ODD: list[dict[str, Any]] = [
+    {"width": 320},
+    {"width": 160},
+    {"width": 100},
+    {"width": 80, "height": 80},
+    {"width": 160, "height": 160, "fit": "contain"},
+    {"width": 150, "height": 90, "fit": "cover"},
+    {"width": 150, "height": 90, "fit": "fill"},
+    {"height": 53},
+]
+
+
+@pytest.mark.parametrize("resize", ODD)
+async def test_output_sizes_do_not_depend_on_the_decode_shrink(
+    shrinking: tuple[JpegShrink, VipsImaging], fixtures_dir: Path, resize: dict[str, Any]
+) -> None:
+    _, imaging = shrinking
+    source = read(fixtures_dir, "rocket.jpg")
+    pipeline = steps({"id": "r", "action": "resize", "format": "png", **resize})
+    [shrunk] = await imaging.render(source, pipeline, LIMITS)
+    # The same step with a full-size decode (a full-resolution consumer forces one).
+    full_decode = steps(
+        {"id": "r", "action": "resize", "format": "png", **resize},
+        {"id": "keep", "action": "rotate", "angle": 90, "format": "png"},
+    )
+    full, _ = await imaging.render(source, full_decode, LIMITS)
+    assert (shrunk.width, shrunk.height) == (full.width, full.height)
+    image = open_output(shrunk)
+    assert (image.width, image.height) == (full.width, full.height)

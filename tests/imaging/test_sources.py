@@ -114,7 +114,7 @@ async def test_animated_gif_renders_its_first_frame(
 async def test_a_libvips_failure_in_a_step_is_processing_failed(
     imaging: VipsImaging, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(step: Any, image: Any) -> Any:
+    def failing(*args: Any, **kwargs: Any) -> Any:
         raise pyvips.Error("vips_internal_detail: out of order")
 
     monkeypatch.setattr(vips, "apply", failing)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyvips
+
 from pixelflow.adapters.imaging.geometry import crop_box, largest_within, place, smallest_holding
 from pixelflow.adapters.imaging.watermark import TextMasks, watermark
 from pixelflow.core.models import (
@@ -23,10 +25,13 @@ from pixelflow.core.models import (
 UNBOUNDED = 10_000_000
 
 
-def apply(step: Step, image: Any, masks: TextMasks) -> Any:
+def apply(
+    step: Step, image: Any, masks: TextMasks, *, source_size: tuple[int, int] | None = None
+) -> Any:
+    """``source_size``: the (width, height) ``image`` stands for when it is a shrunk decode."""
     match step:
         case ResizeStep():
-            return resize(image, step)
+            return resize(image, step, source_size)
         case WatermarkStep():
             return watermark(image, step.watermark, masks)
         case CropStep():
@@ -44,9 +49,13 @@ def apply(step: Step, image: Any, masks: TextMasks) -> Any:
     raise AssertionError(f"unhandled step {step!r}")
 
 
-def resize(image: Any, step: ResizeStep) -> Any:
+def resize(image: Any, step: ResizeStep, source_size: tuple[int, int] | None = None) -> Any:
     """``thumbnail`` on the shared decode: shrink-on-load already happened there (see
     ``pixelflow.core.pipeline.decode_shrink``), and it resamples with alpha premultiplied.
+
+    A shrunk decode rounds its sides down (a 640×427 JPEG at 1/2 is 320×213), so its aspect
+    ratio is a little off: ``inside`` and ``contain`` then aim at the size the full image
+    (``source_size``) gives, so the output's size does not depend on the decode.
 
     With ``upscale: false`` no pixel is ever enlarged and the box only bounds the output (see
     docs/pipeline.md): ``inside`` and ``fill`` shrink each side at most to the box, ``cover``
@@ -55,7 +64,7 @@ def resize(image: Any, step: ResizeStep) -> Any:
     width, height = step.width or UNBOUNDED, step.height or UNBOUNDED
     size = "both" if step.upscale else "down"
     if step.fit == "inside":
-        return image.thumbnail_image(width, height=height, size=size, no_rotate=True)
+        return _fit_inside(image, (width, height), size, source_size)
     if step.fit == "cover":
         if not step.upscale:
             cut = largest_within((image.width, image.height), (width, height))
@@ -69,13 +78,24 @@ def resize(image: Any, step: ResizeStep) -> Any:
         return image.thumbnail_image(width, height=height, size="force", no_rotate=True)
     # contain: fit inside, then pad to the box — transparent when the image has an alpha
     # channel, white otherwise (a JPEG's flattening would make it white anyway).
-    inner = image.thumbnail_image(width, height=height, size=size, no_rotate=True)
+    inner = _fit_inside(image, (width, height), size, source_size)
     canvas = (width, height)
     if not step.upscale:
         canvas = smallest_holding((inner.width, inner.height), canvas)
     left, top = place("center", canvas, (inner.width, inner.height))
     background = [255, 255, 255, 0] if inner.hasalpha() else [255, 255, 255]
     return inner.embed(left, top, *canvas, extend="background", background=background)
+
+
+def _fit_inside(
+    image: Any, box: tuple[int, int], size: str, source_size: tuple[int, int] | None
+) -> Any:
+    width, height = box
+    if source_size is None or source_size == (image.width, image.height):
+        return image.thumbnail_image(width, height=height, size=size, no_rotate=True)
+    # Sizes only: nothing is computed from a black image that is never written.
+    full = pyvips.Image.black(*source_size).thumbnail_image(width, height=height, size=size)
+    return image.thumbnail_image(full.width, height=full.height, size="force", no_rotate=True)
 
 
 def crop(image: Any, step: CropStep) -> Any:

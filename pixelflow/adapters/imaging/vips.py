@@ -132,13 +132,15 @@ def render_job(
                 step_id="decode", action="decode", started_ns=started, ended_ns=time.time_ns()
             )
         )
+    full_size = (header.width, header.height)  # what the possibly shrunk decode stands for
     # Results still to be read, so each is released after its last consumer.
     pending = Counter(planned.parent for planned in plan.steps)
     rendered: list[Rendered] = []
     for planned in plan.steps:
         started = time.time_ns()
         with _step_errors(planned):
-            image = apply(planned.step, results[planned.parent], masks)
+            source_size = full_size if planned.parent is None else None
+            image = apply(planned.step, results[planned.parent], masks, source_size=source_size)
             _check_size(planned, image, limits)
             if pending[planned.id]:
                 # Chained steps read this result: compute it once, not once per reader.
