@@ -322,7 +322,8 @@ def load_settings(
         ),
         # Twice the jobs in libvips: a job uploading its outputs or writing to the database
         # leaves its libvips slot to one already taken from the queue (with as many as there
-        # are slots, a worker idled between jobs: 0.61 of the raw loop against 0.79, bench/).
+        # are slots, a worker idled between jobs: 0.61 of the raw loop against 0.79,
+        # docs/benchmarks.md).
         worker_concurrency=env.parse(
             "WORKER_CONCURRENCY", str(2 * max_active_jobs), lambda n, r: _int(n, r, 1)
         ),

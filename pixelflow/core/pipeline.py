@@ -26,8 +26,8 @@ DEFAULT_QUALITY = 80
 # - "quality" (2×): libvips `thumbnail`'s own margin; 4000 px → 800 px decodes at 1/2, four
 #   times the pixels, so the DCT-domain shrink's slight aliasing is hidden by the resample.
 # Measured on photo-12mp → 800 px against the same resize of a full-size decode (bench/quality.py,
-# docs/benchmarks.md): fast 44.2 dB PSNR / SSIM 0.9945, quality 52.1 dB / 0.9984; the JPEG q80
-# encode that follows costs far more (36.6 dB / 0.959), so "fast" is the default.
+# docs/benchmarks.md): fast 46.7 dB PSNR / SSIM 0.9947, quality 51.8 dB / 0.9980; the JPEG q80
+# encode that follows costs far more (38.5 dB / 0.968), so "fast" is the default.
 JpegShrink = Literal["fast", "quality"]
 JPEG_SHRINK_MODES: tuple[JpegShrink, ...] = ("fast", "quality")
 SHRINK_HEADROOM: dict[JpegShrink, float] = {"fast": 1.0, "quality": 2.0}
