@@ -7,6 +7,7 @@ differ per role (``serve`` runs on the embedded defaults with no configuration a
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 import secrets
@@ -14,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from msgspec import Struct
 
@@ -74,6 +75,10 @@ class Settings(Struct, kw_only=True, frozen=True):
     max_source_bytes: int
     max_steps: int
     max_body_bytes: int
+    max_output_bytes: int
+    # Host header names the API answers to; None answers any (a non-loopback listener, whose
+    # gateway decides). Entries are lower-case names, "*" (any) or "*.domain" (subdomains).
+    allowed_hosts: tuple[str, ...] | None
     worker_concurrency: int
     jpeg_shrink: JpegShrink
     worker_max_active_jobs: int
@@ -155,9 +160,25 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     scheme = raw.split("://", 1)[0] if "://" in raw else ""
     if scheme not in schemes:
         raise ConfigError(
-            f"{name}: {raw!r} must start with one of {', '.join(s + '://' for s in schemes)}"
+            f"{name}: {redact_url(raw)!r} must start with one of "
+            f"{', '.join(s + '://' for s in schemes)}"
         )
     return raw
+
+
+def redact_url(raw: str) -> str:
+    """``raw`` with any password replaced by ``***``, for messages and logs: a configuration
+    error is printed to a terminal or a log collector, where a database password must not go."""
+    try:
+        parts = urlsplit(raw)
+        password = parts.password
+    except ValueError:  # not even parseable: show nothing of what follows the scheme
+        return raw.split("://", 1)[0] + "://***" if "://" in raw else "***"
+    if not password:
+        return raw
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
 
 
 class _Env:
@@ -244,7 +265,7 @@ def load_settings(
     )
     # Without authentication anyone who can connect is the one user: only the HTTP roles
     # listen, and they listen on loopback only.
-    if role in {Role.SERVE, Role.API} and auth == "none" and not _is_loopback(api_addr.host):
+    if role in {Role.SERVE, Role.API} and auth == "none" and not is_loopback(api_addr.host):
         raise ConfigError(
             f"PIXELFLOW_API_ADDR: {api_addr.host} is not a loopback address; with "
             f"PIXELFLOW_AUTH=none `pixelflow {role.value}` only binds to loopback"
@@ -319,6 +340,12 @@ def load_settings(
         max_steps=env.parse("PIXELFLOW_MAX_STEPS", "32", lambda n, r: _int(n, r, 1, 1000)),
         max_body_bytes=env.parse(
             "PIXELFLOW_MAX_BODY_BYTES", str(1 << 20), lambda n, r: _int(n, r, 1024)
+        ),
+        max_output_bytes=env.parse(
+            "PIXELFLOW_MAX_OUTPUT_BYTES", str(256 << 20), lambda n, r: _int(n, r, 1024)
+        ),
+        allowed_hosts=_allowed_hosts(
+            "PIXELFLOW_ALLOWED_HOSTS", env.get("PIXELFLOW_ALLOWED_HOSTS"), api_addr, public_url
         ),
         # Twice the jobs in libvips: a job uploading its outputs or writing to the database
         # leaves its libvips slot to one already taken from the queue (with as many as there
@@ -431,8 +458,39 @@ def _queue_name(name: str, raw: str) -> str:
     return raw
 
 
-def _is_loopback(host: str) -> bool:
-    return host in {"localhost", "::1"} or host.startswith("127.")
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: an address compared as an address (so
+    ``127.evil.example`` is not loopback), or the literal name ``localhost``."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _allowed_hosts(
+    name: str, raw: str | None, api_addr: Address, public_url: str
+) -> tuple[str, ...] | None:
+    """The Host names a listener answers to. A loopback listener answers only loopback names
+    (plus the public URL's host and ``PIXELFLOW_ALLOWED_HOSTS``), so a web page that rebinds
+    its own name to 127.0.0.1 cannot drive it; any other listener answers every name unless
+    the variable is set."""
+    extra = tuple(h.strip().lower() for h in (raw or "").split(",") if h.strip())
+    for host in extra:
+        if host != "*" and not all(part for part in host.removeprefix("*.").split(".")):
+            raise ConfigError(f"{name}: {host!r} is not a host name, '*' or '*.domain'")
+    if "*" in extra:
+        return None
+    if not is_loopback(api_addr.host):
+        return extra or None
+    public_host = (urlsplit(public_url).hostname or "").lower()
+    names = (*LOOPBACK_HOSTS, public_host, *extra) if public_host else (*LOOPBACK_HOSTS, *extra)
+    return tuple(dict.fromkeys(names))
 
 
 def _public_url(addr: Address) -> str:
@@ -446,7 +504,7 @@ def prepare_data_dir(settings: Settings) -> None:
     first."""
     path = settings.data_dir
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
@@ -461,9 +519,18 @@ def load_or_create_secret(path: Path) -> bytes:
     signed URLs survive a restart."""
     if path.exists():
         return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     secret = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(secret)
     return secret
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) readable by this user only. An existing directory
+    is left as its owner set it."""
+    if path.is_dir():
+        return
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # mkdir's mode is filtered by the umask; the intent is not

@@ -21,7 +21,7 @@ from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import WebhookClient
-from pixelflow.config import ConfigError, Settings, load_or_create_secret
+from pixelflow.config import ConfigError, Settings, load_or_create_secret, make_private_dir
 from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
@@ -69,6 +69,8 @@ def job_policy(settings: Settings) -> JobPolicy:
         max_steps=settings.max_steps,
         max_source_bytes=settings.max_source_bytes,
         presign_expiry=settings.presign_expiry,
+        max_source_pixels=settings.max_source_pixels,
+        job_timeout=settings.worker_job_timeout,
     )
 
 
@@ -89,6 +91,7 @@ def worker_policy(settings: Settings) -> WorkerPolicy:
     return WorkerPolicy(
         max_pixels=settings.max_source_pixels,
         max_source_bytes=settings.max_source_bytes,
+        max_output_bytes=settings.max_output_bytes,
         max_attempts=settings.worker_max_attempts,
         job_timeout=settings.worker_job_timeout,
         max_active_jobs=settings.worker_max_active_jobs,
@@ -103,6 +106,9 @@ def worker_policy(settings: Settings) -> WorkerPolicy:
 async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[AppContext]:
     """Open every adapter the settings name; close them all, in reverse, on exit."""
     async with contextlib.AsyncExitStack() as stack:
+        if settings.embedded:
+            # The database and the signing key live here: no other local user reads them.
+            make_private_dir(settings.data_dir)
         tracing = await stack.enter_async_context(
             open_tracing(settings.traces_exporter, settings.service_name)
         )
@@ -354,7 +360,19 @@ def _open_sources(settings: Settings) -> SourceFiles | None:
         return None
     from pixelflow.adapters.storage.local_source import LocalSourceRoot
 
-    return LocalSourceRoot(settings.local_source_root)
+    return LocalSourceRoot(settings.local_source_root, private=_private_paths(settings))
+
+
+def _private_paths(settings: Settings) -> tuple[Path, ...]:
+    """What a ``local_file`` job must never read even when it lies under the source root: the
+    data directory (database, signing key, every job's objects), plus the database file and
+    the object directory wherever their URLs put them."""
+    paths = [settings.data_dir]
+    if settings.database_url.startswith("sqlite"):
+        paths.append(_file_path(settings.database_url))
+    if settings.storage_url.startswith("file://"):
+        paths.append(_file_path(settings.storage_url))
+    return tuple(paths)
 
 
 async def _open_rate_limiter(

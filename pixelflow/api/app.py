@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from pixelflow.api.auth import Authenticator, authenticator_for
 from pixelflow.api.deps import ApiState
 from pixelflow.api.errors import HANDLERS
+from pixelflow.api.hosts import HostGuardMiddleware
 from pixelflow.api.middleware import MetricsMiddleware, TracingMiddleware
 from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
@@ -89,6 +90,13 @@ def create_app(
     )
     extra = [exposition] if settings.metrics_on_api_port else []
     console = Console(settings)
+    middleware = [
+        Middleware(TracingMiddleware, tracing=tracing),
+        Middleware(MetricsMiddleware, metrics=metrics),
+    ]
+    if settings.allowed_hosts is not None:
+        # Inside the metrics middleware, so refused requests are counted too.
+        middleware.append(Middleware(HostGuardMiddleware, allowed_hosts=settings.allowed_hosts))
     app = Starlette(
         routes=[
             *jobs.routes,
@@ -103,10 +111,7 @@ def create_app(
             *console.routes(),
             Mount("/assets", app=StaticFiles(packages=[("pixelflow.console", "static")])),
         ],
-        middleware=[
-            Middleware(TracingMiddleware, tracing=tracing),
-            Middleware(MetricsMiddleware, metrics=metrics),
-        ],
+        middleware=middleware,
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

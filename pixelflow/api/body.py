@@ -35,7 +35,10 @@ async def body_chunks(request: Request, *, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_json_body(request: Request, *, limit: int) -> bytes:
-    content_type = request.headers.get("content-type", "application/json")
+    """A JSON body, refused (415) unless it says so: an HTML form on any web page can POST
+    ``text/plain`` or form data to a loopback ``serve`` without a CORS preflight, but never
+    ``application/json``."""
+    content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType(

@@ -56,6 +56,13 @@ def decode_create_request(body: bytes) -> CreateJobRequest:
         raise translate_validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError as exc:
+        # msgspec reports bytes that are not UTF-8 inside a string this way, not as a
+        # DecodeError: it is still the client's malformed body, never a 500.
+        raise InvalidInput(
+            f"request body is not valid JSON: invalid UTF-8 at byte {exc.start}",
+            code="invalid_json",
+        ) from None
 
 
 def decode_query(params: Mapping[str, str], kind: type[T]) -> T:

@@ -20,6 +20,7 @@ from pixelflow.adapters.storage.protocol import (
 )
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
+from pixelflow.core.cost import check_cost
 from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from pixelflow.core.formats import upload_key
 from pixelflow.core.models import (
@@ -90,6 +91,11 @@ class JobService:
         traceparent: str | None = None,
     ) -> CreateJobResponse:
         validate_pipeline(request.pipeline, max_steps=self.policy.max_steps)
+        check_cost(
+            request.pipeline,
+            max_pixels=self.policy.max_source_pixels,
+            budget_seconds=self.policy.job_timeout,
+        )
         webhook_url = request.webhook_url or None
         if webhook_url is not None:
             await self.guard.check_url(webhook_url)

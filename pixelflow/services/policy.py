@@ -13,11 +13,15 @@ class JobPolicy(Struct, kw_only=True, frozen=True):
     max_source_bytes: int = 50 * 1024 * 1024
     presign_expiry: int = 900
     list_limit_max: int = LIST_LIMIT_MAX
+    # The pipeline cost check's worst-case source and budget (core.cost).
+    max_source_pixels: int = 100_000_000
+    job_timeout: float = 180.0
 
 
 class WorkerPolicy(Struct, kw_only=True, frozen=True):
     max_pixels: int = 100_000_000
     max_source_bytes: int = 50 * 1024 * 1024
+    max_output_bytes: int = 256 * 1024 * 1024
     max_attempts: int = 5
     job_timeout: float = 180.0
     max_active_jobs: int = 1

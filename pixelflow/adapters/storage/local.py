@@ -29,6 +29,9 @@ from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
 
 T = TypeVar("T")
 
+# As S3: longer keys are refused, not passed on to the filesystem's own limits.
+MAX_KEY_CHARS = 1024
+
 # A segment may not start with "." so that "..", "." and our own ".tmp" files can never be keys.
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
 
@@ -37,10 +40,14 @@ def check_key(key: str) -> None:
     """Reject keys that could step outside the root or collide with temporary files: keys are
     ``/``-separated segments of letters, digits, ``.``, ``_`` and ``-``, none starting with ``.``.
     """
-    if not key or not all(_SEGMENT.fullmatch(segment) for segment in key.split("/")):
+    if (
+        not key
+        or len(key) > MAX_KEY_CHARS
+        or not all(_SEGMENT.fullmatch(segment) for segment in key.split("/"))
+    ):
         raise InvalidInput(
             "object keys are '/'-separated segments of letters, digits, '.', '_' and '-',"
-            " none empty or starting with '.'",
+            f" none empty or starting with '.', at most {MAX_KEY_CHARS} characters",
             code="invalid_object_key",
         )
 

@@ -2,29 +2,41 @@
 
 Paths come from API clients, so every way out of the root is refused: absolute paths, ``..``
 segments and symlinks (or symlinked directories) that point outside. Symlinks that stay inside
-are followed. The root itself is trusted: someone who can write there could race a check with a
+are followed. So is every way *into* a private path under the root (``serve``'s data directory,
+which holds the database, the signing key and every job's outputs): the real path is compared by
+name and, for each of its ancestors, by device and inode, so a symlink, a ``..``-free detour or
+a case variation on a case-insensitive filesystem all land on the same refusal. The check runs
+at create time and again when the worker reads the file. The root itself is trusted: someone who can write there could race a check with a
 rename, which only an ``openat2(RESOLVE_BENEATH)``-style API would close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
 
+# S3's own key limit; a longer local path would only reach the OS's ENAMETOOLONG.
+MAX_OBJECT_KEY_CHARS = 1024
+
 
 class LocalSourceRoot:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, private: Sequence[Path] = ()) -> None:
         self._root = root
+        self._private = tuple(private)
 
     def resolve(self, relative: str) -> Path:
         """The real path of ``relative`` inside the root, or ``InvalidInput`` with code
         ``invalid_source_path``. It touches the filesystem (to follow symlinks): from async code,
         call it through ``size``/``read`` or in a thread."""
+        if len(relative) > MAX_OBJECT_KEY_CHARS:
+            raise _invalid(f"object_key must be at most {MAX_OBJECT_KEY_CHARS} characters")
         if "\0" in relative:
             raise _invalid("object_key must not contain NUL bytes")
         path = PurePosixPath(relative)
@@ -41,7 +53,20 @@ class LocalSourceRoot:
             raise _invalid("object_key cannot be resolved (symlink loop)") from None
         if not resolved.is_relative_to(root):
             raise _invalid("object_key leads outside the local source root through a symlink")
+        if self._is_private(resolved):
+            raise _invalid("object_key names the service's own data, which is not a source")
         return resolved
+
+    def _is_private(self, resolved: Path) -> bool:
+        candidates = [resolved, *resolved.parents]
+        identities = {_identity(path) for path in candidates} - {None}
+        for private in self._private:
+            real = private.resolve()
+            if any(path == real for path in candidates):
+                return True
+            if _identity(real) in identities:
+                return True
+        return False
 
     async def size(self, relative: str) -> int | None:
         """The file's size, or None when it is missing or not a regular file."""
@@ -66,6 +91,15 @@ class LocalSourceRoot:
             return path.read_bytes()
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Device and inode: one file's identity whatever name (or letter case) reaches it."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
 @contextmanager
 def _translated_errors() -> Iterator[None]:
     try:
@@ -75,6 +109,8 @@ def _translated_errors() -> Iterator[None]:
     except PermissionError:
         raise _invalid("the source file is not readable by the service") from None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _invalid("object_key is longer than the filesystem allows") from None
         raise StorageUnavailable("the local source root cannot be read") from exc
 
 

@@ -18,13 +18,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedUrl
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import NotFound, StorageUnavailable
+from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
     from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3 import S3Client
 
 logger = logging.getLogger(__name__)
+
+# S3's limit on a key's UTF-8 length, prefix included.
+MAX_KEY_BYTES = 1024
 
 # HEAD answers have no body, so a missing object or bucket shows up as a bare "404".
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -148,7 +151,13 @@ class S3ObjectStorage:
         await self._exit_stack.aclose()
 
     def _key(self, key: str) -> str:
-        return f"{self._prefix}/{key}" if self._prefix else key
+        full = f"{self._prefix}/{key}" if self._prefix else key
+        if len(full.encode()) > MAX_KEY_BYTES:
+            # S3 would answer 400 KeyTooLongError, which reads as an outage (503) here.
+            raise InvalidInput(
+                f"object keys are at most {MAX_KEY_BYTES} bytes", code="invalid_object_key"
+            )
+        return full
 
     async def _presign(self, operation: str, key: str, expires_in: int) -> str:
         # Signing is local computation; only a broken credential chain can fail here.

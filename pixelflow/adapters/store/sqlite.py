@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -58,7 +59,7 @@ class SqliteStore(SqlStore):
         """Open (creating if needed) the database file and its schema."""
         path = sqlite_path(location)
         try:
-            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(_create_private, path)
             conn = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseUnavailable(f"cannot open the SQLite database {path}") from exc
@@ -197,3 +198,14 @@ def _unavailable_on_error() -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         raise DatabaseUnavailable("the SQLite database is unavailable") from exc
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite does (with the
+    umask's usual 0644): SQLite gives its ``-wal`` and ``-shm`` files the database's mode."""
+    if path.parent != path and not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(path) == ":memory:" or path.exists():
+        return
+    with suppress(FileExistsError):  # another process created it first
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
