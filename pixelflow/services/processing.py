@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from msgspec import Struct
+from opentelemetry import context as otel_context
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer, get_current_span
 
 from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered, StepTiming
@@ -22,6 +23,7 @@ from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
+    ImageRejected,
     PixelflowError,
     ProcessingTimeout,
     SourceTooLarge,
@@ -201,34 +203,38 @@ class Processor:
 
     async def _run(self, job: Job) -> Attempt:
         started = time.monotonic()
+        sink = OutputSink(
+            self.storage, job.id, limit=self.policy.max_output_bytes, tracer=self.tracer
+        )
         try:
             async with asyncio.timeout(self.policy.job_timeout):
                 async with self._slots:
                     with self.tracer.start_as_current_span("pixelflow.job.fetch"):
                         source = await self._fetch(job)
-                    rendered = await self._render(job, source)
-                outputs = await self._emit(job, rendered)
+                    await self._render(job, source, sink)
         except TimeoutError:
             error = ProcessingTimeout(f"the attempt took longer than {self.policy.job_timeout:g} s")
-            return await self._failed(job, error)
+            return await self._failed(job, error, sink.outputs)
         except PixelflowError as exc:
-            return await self._failed(job, exc)
+            return await self._failed(job, exc, sink.outputs)
         except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail
             log.exception("job %s: unexpected error", job.id)
-            return await self._failed(job, UnexpectedError(f"internal error: {type(exc).__name__}"))
+            error = UnexpectedError(f"internal error: {type(exc).__name__}")
+            return await self._failed(job, error, sink.outputs)
         compute_ms = int((time.monotonic() - started) * 1000)
-        return await self._succeed(job, len(source), outputs, compute_ms)
+        return await self._succeed(job, len(source), sink.outputs, compute_ms)
 
-    async def _render(self, job: Job, source: bytes) -> list[Rendered]:
+    async def _render(self, job: Job, source: bytes, sink: OutputSink) -> None:
         timings: list[StepTiming] = []  # appended from the libvips thread
         try:
-            return await self.imaging.render(
+            await self.imaging.render(
                 source,
                 job.pipeline,
                 ImageLimits(
                     max_pixels=self.policy.max_pixels, max_bytes=self.policy.max_source_bytes
                 ),
                 on_step=timings.append,
+                emit=sink.put,
             )
         finally:
             for timing in timings:  # spans after the fact: libvips ran in another thread
@@ -253,32 +259,6 @@ class Processor:
                 f"the source is {len(data)} bytes; at most {self.policy.max_source_bytes} allowed"
             )
         return data
-
-    async def _emit(self, job: Job, rendered: list[Rendered]) -> list[Output]:
-        outputs = []
-        for result in rendered:
-            key = output_key(job.id, result.step_id, result.format)
-            with self.tracer.start_as_current_span(
-                "pixelflow.job.emit",
-                attributes={
-                    "pixelflow.step_id": result.step_id,
-                    "pixelflow.bytes": len(result.data),
-                },
-            ):
-                await self.storage.put(key, result.data, content_type=result.content_type)
-            outputs.append(
-                Output(
-                    step_id=result.step_id,
-                    action=result.action,
-                    format=result.format,
-                    object_key=key,
-                    bytes=len(result.data),
-                    width=result.width,
-                    height=result.height,
-                    content_type=result.content_type,
-                )
-            )
-        return outputs
 
     async def _succeed(
         self, job: Job, source_bytes: int, outputs: list[Output], compute_ms: int
@@ -311,7 +291,9 @@ class Processor:
             with contextlib.suppress(PixelflowError):
                 await self.storage.delete(output.object_key)
 
-    async def _failed(self, job: Job, exc: PixelflowError) -> Attempt:
+    async def _failed(
+        self, job: Job, exc: PixelflowError, written: list[Output] | None = None
+    ) -> Attempt:
         error = JobError(code=exc.code, message=exc.message)
         end_error(get_current_span(), error.code)
         retry = exc.transient and job.attempts < self.policy.max_attempts
@@ -334,6 +316,55 @@ class Processor:
         )
         if await self.store.transition(change) is None:
             return Attempt(job_id=job.id, outcome="abandoned", error=error)
+        if not retry and written:
+            # A failed job has no outputs: what this attempt wrote (up to the output cap) goes.
+            await self._discard(job, written)
         return Attempt(
             job_id=job.id, outcome="retry" if retry else "failed", retry_in=delay, error=error
+        )
+
+
+class OutputSink:
+    """Writes each output to storage the moment the renderer hands it over, so a job never
+    holds more than one encoded output in memory, and refuses (``output_too_large``, permanent)
+    the output that would take the job past ``limit`` bytes in all."""
+
+    def __init__(self, storage: ObjectStorage, job_id: str, *, limit: int, tracer: Tracer) -> None:
+        self.storage = storage
+        self.job_id = job_id
+        self.limit = limit
+        self.tracer = tracer
+        # put runs in a task of its own (started from the libvips thread): its spans hang
+        # under the attempt's span captured here, not under whatever is current there.
+        self.trace_context = otel_context.get_current()
+        self.outputs: list[Output] = []
+        self.total = 0
+
+    async def put(self, result: Rendered) -> None:
+        size = len(result.data)
+        if self.total + size > self.limit:
+            raise ImageRejected(
+                f"step {result.step_id!r} would take the job's outputs past "
+                f"{self.limit} bytes (PIXELFLOW_MAX_OUTPUT_BYTES)",
+                code="output_too_large",
+            )
+        key = output_key(self.job_id, result.step_id, result.format)
+        with self.tracer.start_as_current_span(
+            "pixelflow.job.emit",
+            context=self.trace_context,
+            attributes={"pixelflow.step_id": result.step_id, "pixelflow.bytes": size},
+        ):
+            await self.storage.put(key, result.data, content_type=result.content_type)
+        self.total += size
+        self.outputs.append(
+            Output(
+                step_id=result.step_id,
+                action=result.action,
+                format=result.format,
+                object_key=key,
+                bytes=size,
+                width=result.width,
+                height=result.height,
+                content_type=result.content_type,
+            )
         )

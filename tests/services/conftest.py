@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pixelflow.adapters.imaging.protocol import (
+    Emit,
     ImageLimits,
     Imaging,
     Rendered,
@@ -66,10 +67,11 @@ class GatedImaging:
         limits: ImageLimits,
         *,
         on_step: StepObserver | None = None,
+        emit: Emit | None = None,
     ) -> list[Rendered]:
         self.entered.set()
         await self.gate.wait()
-        return await self.inner.render(source, pipeline, limits, on_step=on_step)
+        return await self.inner.render(source, pipeline, limits, on_step=on_step, emit=emit)
 
     def memory_in_use(self) -> int | None:
         return self.inner.memory_in_use()

@@ -19,7 +19,12 @@ RESIZE = [{"id": "small", "action": "resize", "width": 64, "format": "png"}]
 
 
 async def queued_job(
-    services: Services, fixtures_dir: Path, *, source: str = "rocket.jpg", uploaded: bool = True
+    services: Services,
+    fixtures_dir: Path,
+    *,
+    source: str = "rocket.jpg",
+    uploaded: bool = True,
+    pipeline: list[dict[str, object]] = RESIZE,
 ) -> Job:
     job_id = new_job_id()
     now = utc_now()
@@ -30,7 +35,7 @@ async def queued_job(
         source_type="s3_presigned",
         object_key=upload_key(job_id),
         webhook_url=None,
-        pipeline=msgspec.convert(RESIZE, type=list[Step]),
+        pipeline=msgspec.convert(pipeline, type=list[Step]),
         created_at=now,
         updated_at=now,
     )
@@ -198,3 +203,28 @@ def test_backoff_grows_and_is_capped() -> None:
         assert all(1.0 <= v <= ceiling for v in values), (attempt, values)
     assert max(backoff(3, base=2, cap=30) for _ in range(200)) > 4.0
     assert timedelta(seconds=backoff(1, base=0, cap=0)) == timedelta(0)
+
+
+THREE_OUTPUTS = [
+    {"id": f"s{i}", "action": "resize", "width": 64 + i, "format": "png"} for i in range(3)
+]
+
+
+async def test_outputs_past_the_byte_cap_fail_the_job_and_leave_nothing(
+    services: Services, fixtures_dir: Path
+) -> None:
+    # Learn the outputs' sizes from a job without a tight cap.
+    sized = await queued_job(services, fixtures_dir, pipeline=THREE_OUTPUTS)
+    assert (await services.processor().process(JobTask(job_id=sized.id))).outcome == "succeeded"
+    first = (await current(services, sized.id)).outputs[0].bytes
+
+    job = await queued_job(services, fixtures_dir, pipeline=THREE_OUTPUTS)
+    attempt = await services.processor(max_output_bytes=first + 1).process(JobTask(job_id=job.id))
+    assert attempt.outcome == "failed"  # permanent: no retry would make the outputs smaller
+    assert attempt.error is not None and attempt.error.code == "output_too_large"
+    failed = await current(services, job.id)
+    assert failed.status is JobStatus.FAILED and failed.outputs == []
+    # The first output was written (streamed) before the second crossed the cap; it is gone.
+    for step in THREE_OUTPUTS:
+        key = f"outputs/{job.id}/{step['id']}.png"
+        assert await services.storage.size(key) is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from msgspec import Struct
@@ -40,6 +40,7 @@ class StepTiming(Struct, kw_only=True, frozen=True):
 
 
 StepObserver = Callable[[StepTiming], None]
+Emit = Callable[[Rendered], Awaitable[None]]
 
 
 class Imaging(Protocol):
@@ -50,12 +51,16 @@ class Imaging(Protocol):
         limits: ImageLimits,
         *,
         on_step: StepObserver | None = None,
+        emit: Emit | None = None,
     ) -> list[Rendered]:
-        """Decode ``source`` once and run the pipeline, returning every emitted step's output
-        in pipeline order. Runs libvips off the event loop. Raises ``SourceTooLarge`` before
-        decoding when the header's dimensions or the byte size exceed ``limits``, and
-        ``ImageRejected(code="invalid_image")`` for empty, truncated or non-image input or a
-        format outside the allowlist. ``on_step`` is told of each step as it finishes (from
+        """Decode ``source`` once and run the pipeline, in pipeline order. With ``emit``, each
+        emitted step's output is awaited through it as soon as it is encoded and then dropped
+        (the call returns ``[]``): a job holds one encoded output in memory at a time, however
+        many it makes. An exception from ``emit`` stops the render and propagates. Without
+        ``emit``, every output is returned. Runs libvips off the event loop. Raises
+        ``SourceTooLarge`` before decoding when the header's dimensions or the byte size exceed
+        ``limits``, and ``ImageRejected(code="invalid_image")`` for empty, truncated or
+        non-image input or a format outside the allowlist. ``on_step`` is told of each step as it finishes (from
         the rendering thread)."""
         ...
 

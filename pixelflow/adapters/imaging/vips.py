@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -23,7 +24,13 @@ import pyvips
 from pixelflow.adapters.imaging import decode as decoding
 from pixelflow.adapters.imaging.encode import encode, prepare
 from pixelflow.adapters.imaging.operations import apply
-from pixelflow.adapters.imaging.protocol import ImageLimits, Rendered, StepObserver, StepTiming
+from pixelflow.adapters.imaging.protocol import (
+    Emit,
+    ImageLimits,
+    Rendered,
+    StepObserver,
+    StepTiming,
+)
 from pixelflow.adapters.imaging.watermark import TextMasks
 from pixelflow.core.errors import ImageRejected
 from pixelflow.core.formats import CONTENT_TYPES
@@ -55,8 +62,19 @@ class VipsImaging:
         limits: ImageLimits,
         *,
         on_step: StepObserver | None = None,
+        emit: Emit | None = None,
     ) -> list[Rendered]:
         loop = asyncio.get_running_loop()
+        abandoned = threading.Event()
+
+        def emit_from_pool(rendered: Rendered) -> None:
+            # The pool thread waits for the write, so only one encoded output is alive at once.
+            if abandoned.is_set():
+                raise _Abandoned
+            assert emit is not None
+            asyncio.run_coroutine_threadsafe(emit(rendered), loop).result()
+
+        sink = emit_from_pool if emit is not None else None
         job = partial(
             render_job,
             source,
@@ -65,8 +83,15 @@ class VipsImaging:
             on_step=on_step,
             headroom=self._headroom,
             masks=self.text_masks,
+            emit=sink,
         )
-        return await loop.run_in_executor(self._pool, job)
+        try:
+            return await loop.run_in_executor(self._pool, job)
+        except asyncio.CancelledError:
+            # The caller gave up (timeout, cancel): the render may still be running in its
+            # thread, and must not write outputs for an attempt that is over.
+            abandoned.set()
+            raise
 
     def memory_in_use(self) -> int | None:
         return int(self._tracked_memory()) if self._tracked_memory is not None else None
@@ -108,6 +133,10 @@ def _tracked_memory_reader() -> Any:
     return reader
 
 
+class _Abandoned(Exception):
+    """The awaiting caller is gone; the render stops at its next output."""
+
+
 def render_job(
     source: bytes,
     pipeline: Sequence[Step],
@@ -116,8 +145,10 @@ def render_job(
     on_step: StepObserver | None = None,
     headroom: float = SHRINK_HEADROOM[DEFAULT_JPEG_SHRINK],
     masks: TextMasks | None = None,
+    emit: Callable[[Rendered], None] | None = None,
 ) -> list[Rendered]:
-    """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``."""
+    """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``. With
+    ``emit``, each output is handed to it and not kept; without, all are returned."""
     started = time.time_ns()
     masks = TextMasks() if masks is None else masks
     header = decoding.inspect(source, limits)
@@ -147,7 +178,12 @@ def render_job(
                 image = image.copy_memory()
                 results[planned.id] = image
             if planned.emit:
-                rendered.append(_encode(planned, image))
+                output = _encode(planned, image)
+                if emit is None:
+                    rendered.append(output)
+                else:
+                    emit(output)
+                del output
         if on_step is not None:
             on_step(
                 StepTiming(
