@@ -106,6 +106,13 @@ class SourceTooLarge(ImageRejected):
     code = "source_too_large"
 
 
+class SourceChanged(ImageRejected):
+    """The uploaded source was replaced after ``start`` verified it: the job processes exactly
+    the object that was checked, or nothing."""
+
+    code = "source_changed"
+
+
 class UnexpectedError(PixelflowError):
     """Something PixelFlow did not foresee (a bug, an unmapped dependency error). Treated as
     transient: retried within the attempt limit, then the job fails with it."""

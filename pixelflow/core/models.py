@@ -163,6 +163,8 @@ class Job(Struct, kw_only=True):
     error: JobError | None = None
     attempts: int = 0
     source_bytes: int | None = None
+    # The source version `start` verified; the worker processes exactly that one.
+    source_etag: str | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -195,6 +197,7 @@ class Transition(Struct, kw_only=True):
     lease_expires_at: datetime | None = None
     run_after: datetime | None = None
     source_bytes: int | None = None
+    source_etag: str | None = None
     outputs: list[Output] | None = None
     error: JobError | None = None
     usage: Usage | None = None  # upserted into usage_logs in the same transaction

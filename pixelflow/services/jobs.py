@@ -169,7 +169,7 @@ class JobService:
     async def start(self, user_id: str, job_id: str) -> StartJobResponse:
         job = await self.get(user_id, job_id)
         if job.status is JobStatus.CREATED:
-            size = await self._source_size(job)
+            size, etag = await self._source_version(job)
             queued = await self.store.transition(
                 Transition(
                     job_id=job.id,
@@ -177,6 +177,7 @@ class JobService:
                     target=JobStatus.QUEUED,
                     at=self.clock(),
                     source_bytes=size,
+                    source_etag=etag,
                 )
             )
             if queued is not None:
@@ -189,13 +190,17 @@ class JobService:
             f"job {job.id} is {job.status} and cannot be started", code="job_not_startable"
         )
 
-    async def _source_size(self, job: Job) -> int:
+    async def _source_version(self, job: Job) -> tuple[int, str | None]:
+        """The source's size and, for an upload, the version tag the worker must find: the
+        upload URL stays valid after start, so the object could be replaced by then."""
+        etag: str | None = None
         if job.source_type == "local_file":
             assert self.sources is not None, "local_file jobs exist only with a source root"
             size = await self.sources.size(job.object_key)
             missing = f"the local file {job.object_key!r} no longer exists under the source root"
         else:
-            size = await self.storage.size(job.object_key)
+            info = await self.storage.stat(job.object_key)
+            size, etag = (info.size, info.etag) if info is not None else (None, None)
             missing = f"the source {job.object_key!r} has not been uploaded"
         if size is None:
             raise Conflict(missing, code="source_missing")
@@ -204,7 +209,7 @@ class JobService:
                 f"the source is {size} bytes; at most {self.policy.max_source_bytes} are allowed",
                 code="source_too_large",
             )
-        return size
+        return size, etag
 
     async def _enqueue(self, job: Job) -> None:
         # The enqueue joins the job's trace (begun by its create request), linked to the start

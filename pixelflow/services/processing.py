@@ -253,7 +253,11 @@ class Processor:
                 )
             data = await self.sources.read(job.object_key)
         else:
-            data = await self.storage.get(job.object_key)
+            data = await self.storage.get(
+                job.object_key,
+                max_bytes=self.policy.max_source_bytes,
+                if_match=job.source_etag,
+            )
         if len(data) > self.policy.max_source_bytes:
             raise SourceTooLarge(
                 f"the source is {len(data)} bytes; at most {self.policy.max_source_bytes} allowed"

@@ -41,12 +41,14 @@ class FlakyStorage:
         self.error = error or StorageUnavailable("object storage is unavailable")
         self.gets = 0
 
-    async def get(self, key: str) -> bytes:
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
+    ) -> bytes:
         self.gets += 1
         if self.failures > 0:
             self.failures -= 1
             raise self.error
-        return await self.inner.get(key)
+        return await self.inner.get(key, max_bytes=max_bytes, if_match=if_match)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)

@@ -43,9 +43,15 @@ async def queued_job(
     if uploaded:
         data = (fixtures_dir / source).read_bytes()
         await services.storage.put(job.object_key, data, content_type="image/jpeg")
+    # As `start` does: pin the version of the upload that was verified.
+    info = await services.storage.stat(job.object_key)
     queued = await services.store.transition(
         Transition(
-            job_id=job_id, expected=frozenset({JobStatus.CREATED}), target=JobStatus.QUEUED, at=now
+            job_id=job_id,
+            expected=frozenset({JobStatus.CREATED}),
+            target=JobStatus.QUEUED,
+            at=now,
+            source_etag=info.etag if info is not None else None,
         )
     )
     assert queued is not None
@@ -228,3 +234,29 @@ async def test_outputs_past_the_byte_cap_fail_the_job_and_leave_nothing(
     for step in THREE_OUTPUTS:
         key = f"outputs/{job.id}/{step['id']}.png"
         assert await services.storage.size(key) is None
+
+
+async def test_a_source_replaced_after_start_fails_the_job_as_source_changed(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    # The presigned PUT URL is still valid after start: the client swaps in another file.
+    other = (fixtures_dir / "bad-truncated.jpg").read_bytes()
+    await services.storage.put(job.object_key, other, content_type="image/jpeg")
+
+    attempt = await services.processor().process(JobTask(job_id=job.id))
+
+    assert attempt.outcome == "failed"
+    assert attempt.error is not None and attempt.error.code == "source_changed"
+
+
+async def test_a_source_larger_than_the_limit_is_refused_before_it_is_read(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    size = (fixtures_dir / "rocket.jpg").stat().st_size
+
+    attempt = await services.processor(max_source_bytes=size - 1).process(JobTask(job_id=job.id))
+
+    assert attempt.outcome == "failed"
+    assert attempt.error is not None and attempt.error.code == "source_too_large"

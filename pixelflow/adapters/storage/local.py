@@ -23,9 +23,15 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 from pixelflow.adapters.storage import signing
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedUrl
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
+from pixelflow.core.errors import (
+    InvalidInput,
+    NotFound,
+    SourceChanged,
+    SourceTooLarge,
+    StorageUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -104,8 +110,13 @@ class LocalObjectStorage:
     async def size(self, key: str) -> int | None:
         return await _off_loop(partial(_size, self._root, self._path(key)))
 
-    async def get(self, key: str) -> bytes:
-        data = await _off_loop(partial(_read, self._root, self._path(key)))
+    async def stat(self, key: str) -> ObjectInfo | None:
+        return await _off_loop(partial(_stat, self._root, self._path(key)))
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
+    ) -> bytes:
+        data = await _off_loop(partial(_read, self._root, self._path(key), max_bytes, if_match))
         if data is None:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found")
         return data
@@ -192,12 +203,46 @@ def _size(root: Path, path: Path) -> int | None:
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-def _read(root: Path, path: Path) -> bytes | None:
+def _etag(info: os.stat_result) -> str:
+    # Objects are replaced by rename (_PendingFile.commit), so a new version is a new inode;
+    # the mtime and size catch an in-place edit by someone else.
+    return f"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"
+
+
+def _stat(root: Path, path: Path) -> ObjectInfo | None:
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         _check_root(root)
         return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return ObjectInfo(size=info.st_size, etag=_etag(info))
+
+
+def _read(
+    root: Path, path: Path, max_bytes: int | None = None, if_match: str | None = None
+) -> bytes | None:
+    """Checks and reads through one open descriptor, so the version checked is the one read."""
+    opened = _open(root, path)
+    if opened is None:
+        return None
+    file, size = opened
+    with file:
+        if if_match is not None and _etag(os.fstat(file.fileno())) != if_match:
+            raise SourceChanged("the source was replaced after the job was started")
+        if max_bytes is None:
+            return file.read()
+        if size > max_bytes:
+            raise _too_large(size, max_bytes)
+        data = file.read(max_bytes + 1)  # a file growing under us is caught here
+        if len(data) > max_bytes:
+            raise _too_large(len(data), max_bytes)
+        return data
+
+
+def _too_large(size: int, limit: int) -> SourceTooLarge:
+    return SourceTooLarge(f"the source is {size}+ bytes; at most {limit} are allowed")
 
 
 def _open(root: Path, path: Path) -> tuple[BinaryIO, int] | None:

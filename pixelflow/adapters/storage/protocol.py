@@ -33,6 +33,12 @@ class ObjectStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ObjectInfo(Struct, kw_only=True, frozen=True):
+    size: int
+    # Changes whenever the object's content is replaced (S3's ETag; the local store's own tag).
+    etag: str
+
+
 class ObjectStorage(Protocol):
     async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
         """A URL a client can PUT the object's bytes to, without credentials."""
@@ -47,7 +53,17 @@ class ObjectStorage(Protocol):
         """The object's size in bytes, or None if it does not exist."""
         ...
 
-    async def get(self, key: str) -> bytes: ...
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """The object's size and version tag, or None if it does not exist."""
+        ...
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
+    ) -> bytes:
+        """The object's bytes. With ``max_bytes``, ``SourceTooLarge`` for a larger object,
+        having read at most ``max_bytes + 1`` bytes of it; with ``if_match`` (an ``etag``
+        from ``stat``), ``SourceChanged`` unless the object is still that version."""
+        ...
 
     async def open_stream(self, key: str) -> ObjectStream:
         """The object opened for reading in chunks of about ``CHUNK_BYTES``, without holding it

@@ -16,9 +16,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedUrl
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
+from pixelflow.core.errors import (
+    InvalidInput,
+    NotFound,
+    SourceChanged,
+    SourceTooLarge,
+    StorageUnavailable,
+)
 
 if TYPE_CHECKING:
     from aiobotocore.response import StreamingBody
@@ -112,14 +118,38 @@ class S3ObjectStorage:
             return None
         return head["ContentLength"]
 
-    async def get(self, key: str) -> bytes:
+    async def stat(self, key: str) -> ObjectInfo | None:
         try:
             with _translated_errors():
-                response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key))
+                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+        except _Missing:
+            return None
+        return ObjectInfo(size=head["ContentLength"], etag=head["ETag"])
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
+    ) -> bytes:
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        try:
+            with _translated_errors():
+                response = await self._client.get_object(
+                    Bucket=self._bucket, Key=self._key(key), **extra
+                )
                 async with response["Body"] as body:
-                    return await body.read()
+                    if max_bytes is None:
+                        return await body.read()
+                    # The declared length first, then at most one byte past the limit: a
+                    # replaced or lying object never makes the worker read gigabytes.
+                    if response["ContentLength"] > max_bytes:
+                        raise _too_large(response["ContentLength"], max_bytes)
+                    data = await body.read(max_bytes + 1)
+                    if len(data) > max_bytes:
+                        raise _too_large(len(data), max_bytes)
+                    return data
         except _Missing:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found") from None
+        except _PreconditionFailed:
+            raise SourceChanged("the source was replaced after the job was started") from None
 
     async def open_stream(self, key: str) -> BodyStream:
         try:
@@ -188,20 +218,7 @@ class S3ObjectStorage:
                     raise
 
 
-class BodyStream:
-    """A GET's open response body, read off the socket chunk by chunk."""
-
-    def __init__(self, body: StreamingBody, size: int) -> None:
-        self._body = body
-        self.size = size
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _translated_errors():
-            async for chunk in self._body.iter_chunks(CHUNK_BYTES):
-                yield chunk
-
-    async def aclose(self) -> None:
-        await self._body.aclose()
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
 
 
 class _Missing(StorageUnavailable):
@@ -219,6 +236,8 @@ def _translated_errors() -> Iterator[None]:
         code = _error_code(exc)
         if code in _MISSING:
             raise _Missing("object storage is unavailable") from exc
+        if code in {"PreconditionFailed", "412"}:
+            raise _PreconditionFailed("object storage is unavailable") from exc
         logger.warning("S3 request failed: %s (HTTP %s)", code, _status(exc))
         raise StorageUnavailable("object storage is unavailable") from exc
     except (BotoCoreError, aiohttp.ClientError, OSError) as exc:

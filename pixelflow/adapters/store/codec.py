@@ -51,6 +51,7 @@ JOB_COLUMNS: tuple[str, ...] = (
     "error",
     "attempts",
     "source_bytes",
+    "source_etag",
     "created_at",
     "updated_at",
     "queued_at",

@@ -159,6 +159,8 @@ def transition(change: Transition) -> Statement:
         sets.append("attempts = attempts + 1")
     if change.source_bytes is not None:
         sets.append(f"source_bytes = {arg(change.source_bytes)}")
+    if change.source_etag is not None:
+        sets.append(f"source_etag = {arg(change.source_etag)}")
     if change.outputs is not None:
         sets.append(f"outputs = {arg(to_json(change.outputs))}")
     if change.error is not None:

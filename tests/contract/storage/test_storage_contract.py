@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pixelflow.adapters.storage.protocol import CHUNK_BYTES
-from pixelflow.core.errors import NotFound
+from pixelflow.core.errors import InvalidInput, NotFound, SourceChanged, SourceTooLarge
 from tests.contract.storage.conftest import StorageUnderTest
 
 SOURCE = "uploads/job-1/source"
@@ -163,3 +163,40 @@ def _flip_last_signature_digit(url: str) -> str:
     schemes' query strings: ``signature=`` locally, ``X-Amz-Signature=`` on S3)."""
     assert url[-1] in "0123456789abcdef", url
     return url[:-1] + ("0" if url[-1] != "0" else "1")
+
+
+async def test_stat_gives_size_and_a_version_that_changes_on_replace(
+    subject: StorageUnderTest,
+) -> None:
+    storage = subject.storage
+    assert await storage.stat(SOURCE) is None
+    await storage.put(SOURCE, b"first upload", content_type="image/png")
+    first = await storage.stat(SOURCE)
+    assert first is not None and first.size == len(b"first upload") and first.etag
+
+    assert await storage.get(SOURCE, if_match=first.etag) == b"first upload"
+    await storage.put(SOURCE, b"replaced after start", content_type="image/png")
+    second = await storage.stat(SOURCE)
+    assert second is not None and second.etag != first.etag
+    with pytest.raises(SourceChanged) as caught:
+        await storage.get(SOURCE, if_match=first.etag)
+    assert caught.value.code == "source_changed" and not caught.value.transient
+    assert await storage.get(SOURCE, if_match=second.etag) == b"replaced after start"
+
+
+async def test_get_refuses_an_object_past_max_bytes(subject: StorageUnderTest) -> None:
+    storage = subject.storage
+    await storage.put(SOURCE, EVERY_BYTE, content_type="image/png")
+
+    assert await storage.get(SOURCE, max_bytes=len(EVERY_BYTE)) == EVERY_BYTE
+    with pytest.raises(SourceTooLarge) as caught:
+        await storage.get(SOURCE, max_bytes=len(EVERY_BYTE) - 1)
+    assert caught.value.code == "source_too_large" and not caught.value.transient
+
+
+async def test_keys_longer_than_1024_are_refused_as_input(subject: StorageUnderTest) -> None:
+    key = "uploads/" + "k" * 1100
+    for call in (subject.storage.size(key), subject.storage.put(key, b"x", content_type="a/b")):
+        with pytest.raises(InvalidInput) as caught:
+            await call
+        assert caught.value.code == "invalid_object_key"

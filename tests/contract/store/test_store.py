@@ -323,11 +323,12 @@ async def test_each_state_sets_its_timestamps(store: Store) -> None:
     assert (again.started_at, again.run_after, again.attempts) == (at(9), None, 2)
 
     done = await store.transition(
-        step(again, S.SUCCEEDED, at(12), outputs=[OUTPUT], source_bytes=1000)
+        step(again, S.SUCCEEDED, at(12), outputs=[OUTPUT], source_bytes=1000, source_etag='"e1"')
     )
     assert done is not None
     assert (done.finished_at, done.updated_at, done.lease_expires_at) == (at(12), at(12), None)
     assert (done.outputs, done.source_bytes, done.error) == ([OUTPUT], 1000, None)
+    assert done.source_etag == '"e1"'
     assert (done.created_at, done.queued_at, done.started_at) == (T0, at(3), at(9))
     assert await store.get_job(job.id) == done
 
