@@ -213,8 +213,10 @@ class Processor:
                         source = await self._fetch(job)
                     await self._render(job, source, sink)
         except TimeoutError:
-            error = ProcessingTimeout(f"the attempt took longer than {self.policy.job_timeout:g} s")
-            return await self._failed(job, error, sink.outputs)
+            timeout = ProcessingTimeout(
+                f"the attempt took longer than {self.policy.job_timeout:g} s"
+            )
+            return await self._failed(job, timeout, sink.outputs)
         except PixelflowError as exc:
             return await self._failed(job, exc, sink.outputs)
         except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail

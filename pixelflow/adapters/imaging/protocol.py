@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from msgspec import Struct
 
@@ -40,7 +40,7 @@ class StepTiming(Struct, kw_only=True, frozen=True):
 
 
 StepObserver = Callable[[StepTiming], None]
-Emit = Callable[[Rendered], Awaitable[None]]
+Emit = Callable[[Rendered], Coroutine[Any, Any, None]]
 
 
 class Imaging(Protocol):
@@ -60,8 +60,8 @@ class Imaging(Protocol):
         ``emit``, every output is returned. Runs libvips off the event loop. Raises
         ``SourceTooLarge`` before decoding when the header's dimensions or the byte size exceed
         ``limits``, and ``ImageRejected(code="invalid_image")`` for empty, truncated or
-        non-image input or a format outside the allowlist. ``on_step`` is told of each step as it finishes (from
-        the rendering thread)."""
+        non-image input or a format outside the allowlist. ``on_step`` is told of each step
+        as it finishes (from the rendering thread)."""
         ...
 
     def memory_in_use(self) -> int | None:

@@ -2,12 +2,13 @@
 
 Paths come from API clients, so every way out of the root is refused: absolute paths, ``..``
 segments and symlinks (or symlinked directories) that point outside. Symlinks that stay inside
-are followed. So is every way *into* a private path under the root (``serve``'s data directory,
-which holds the database, the signing key and every job's outputs): the real path is compared by
-name and, for each of its ancestors, by device and inode, so a symlink, a ``..``-free detour or
-a case variation on a case-insensitive filesystem all land on the same refusal. The check runs
-at create time and again when the worker reads the file. The root itself is trusted: someone who can write there could race a check with a
-rename, which only an ``openat2(RESOLVE_BENEATH)``-style API would close.
+are followed. Every way *into* a private path under the root (``serve``'s data directory,
+which holds the database, the signing key and every job's outputs) is refused too: the real path
+is compared by name and, for each of its ancestors, by device and inode, so a symlink, a detour
+or a case variation on a case-insensitive filesystem all meet the same refusal. The check runs
+at create time and again when the worker reads the file. The root itself is trusted: someone
+who can write there could race a check with a rename, which only an
+``openat2(RESOLVE_BENEATH)``-style API would close.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class S3ObjectStorage:
     async def get(
         self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
     ) -> bytes:
-        extra = {"IfMatch": if_match} if if_match is not None else {}
+        extra: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
         try:
             with _translated_errors():
                 response = await self._client.get_object(
