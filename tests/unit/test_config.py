@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pixelflow.config import Address, ConfigError, Role, load_settings
+from pixelflow.config import Address, ConfigError, Role, is_loopback, load_settings, redact_url
 
 PRODUCTION = {
     "PIXELFLOW_DATABASE_URL": "postgresql://u@db/pixelflow",
@@ -179,3 +179,49 @@ def test_a_worker_takes_twice_as_many_jobs_as_it_renders_at_once(tmp_path: Path)
     assert (settings.worker_max_active_jobs, settings.worker_concurrency) == (3, 6)
     explicit = load_settings(Role.SERVE, {**environ, "WORKER_CONCURRENCY": "1"})
     assert explicit.worker_concurrency == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.evil.example", False),
+        ("localhost.evil.example", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+    ],
+)
+def test_loopback_is_an_address_check_not_a_prefix(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_urls_in_messages_hide_their_password() -> None:
+    assert redact_url("postgresql://app:s3cret@db:5432/pf") == "postgresql://app:***@db:5432/pf"
+    assert redact_url("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redact_url("postgresql://app@db/pf") == "postgresql://app@db/pf"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Role.API, {**PRODUCTION, "PIXELFLOW_DATABASE_URL": "mysql://a:s3cret@h/d"})
+    assert "s3cret" not in str(caught.value) and "a:***@h" in str(caught.value)
+
+
+def test_a_loopback_listener_answers_only_loopback_host_names(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path)}
+    assert load_settings(Role.SERVE, environ).allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    widened = load_settings(Role.SERVE, {**environ, "PIXELFLOW_ALLOWED_HOSTS": "Dev.Example,*.lan"})
+    assert widened.allowed_hosts == ("localhost", "127.0.0.1", "::1", "dev.example", "*.lan")
+    public = load_settings(Role.SERVE, {**environ, "PIXELFLOW_PUBLIC_URL": "http://pf.test:80"})
+    assert public.allowed_hosts is not None and "pf.test" in public.allowed_hosts
+    assert (
+        load_settings(Role.SERVE, {**environ, "PIXELFLOW_ALLOWED_HOSTS": "*"}).allowed_hosts is None
+    )
+    # Off loopback the gateway decides, unless the operator names the hosts.
+    assert load_settings(Role.API, PRODUCTION).allowed_hosts is None
+    named = load_settings(Role.API, {**PRODUCTION, "PIXELFLOW_ALLOWED_HOSTS": "api.example"})
+    assert named.allowed_hosts == ("api.example",)
+    with pytest.raises(ConfigError, match="PIXELFLOW_ALLOWED_HOSTS"):
+        load_settings(Role.SERVE, {**environ, "PIXELFLOW_ALLOWED_HOSTS": "a..b"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,44 @@ async def _assert_refused(sources: LocalSourceRoot, relative: str) -> None:
     assert error.code == "invalid_source_path"
     assert error.message.startswith("object_key ")  # names the field at fault ...
     assert "/tmp" not in error.message and "pytest" not in error.message  # ... not where
+
+
+def test_private_paths_inside_the_root_are_refused_however_they_are_named(root: Path) -> None:
+    data = root / ".pixelflow"
+    (data / "objects").mkdir(parents=True)
+    (data / "signing.key").write_bytes(b"key")
+    (data / "objects" / "out.jpg").write_bytes(b"someone's output")
+    os.symlink(data, root / "innocent")
+    os.symlink(data / "signing.key", root / "photo-link.jpg")
+    sources = LocalSourceRoot(root, private=[data])
+    for relative in (
+        ".pixelflow/signing.key",
+        ".pixelflow/objects/out.jpg",
+        ".pixelflow",
+        "./.pixelflow/./signing.key",
+        "innocent/signing.key",
+        "photo-link.jpg",
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            sources.resolve(relative)
+        assert caught.value.code == "invalid_source_path", relative
+    assert sources.resolve("photo.jpg") == (root / "photo.jpg").resolve()
+
+
+async def test_the_worker_read_checks_again(root: Path) -> None:
+    data = root / ".pixelflow"
+    data.mkdir()
+    (data / "signing.key").write_bytes(b"key")
+    sources = LocalSourceRoot(root, private=[data])
+    assert await sources.read("photo.jpg") == b"jpeg bytes"
+    # Checked at create, then swapped for a link into the data directory before the read.
+    (root / "photo.jpg").unlink()
+    os.symlink(data / "signing.key", root / "photo.jpg")
+    with pytest.raises(InvalidInput):
+        await sources.read("photo.jpg")
+
+
+def test_overlong_keys_are_refused_before_the_filesystem(sources: LocalSourceRoot) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        sources.resolve("a/" * 600)
+    assert caught.value.code == "invalid_source_path"
