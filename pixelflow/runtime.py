@@ -21,7 +21,13 @@ from pixelflow.adapters.ratelimit.protocol import RateLimiter
 from pixelflow.adapters.storage.protocol import ObjectStorage, SelfServedStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import WebhookClient
-from pixelflow.config import ConfigError, Settings, load_or_create_secret, make_private_dir
+from pixelflow.config import (
+    ConfigError,
+    Role,
+    Settings,
+    load_or_create_secret,
+    make_private_dir,
+)
 from pixelflow.core import signing
 from pixelflow.core.errors import DatabaseUnavailable
 from pixelflow.core.webhooks import RetryPolicy
@@ -106,7 +112,7 @@ def worker_policy(settings: Settings) -> WorkerPolicy:
 async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[AppContext]:
     """Open every adapter the settings name; close them all, in reverse, on exit."""
     async with contextlib.AsyncExitStack() as stack:
-        if settings.embedded:
+        if settings.role is Role.SERVE:
             # The database and the signing key live here: no other local user reads them.
             make_private_dir(settings.data_dir)
         tracing = await stack.enter_async_context(

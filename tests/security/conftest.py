@@ -15,7 +15,6 @@ import pytest
 
 from tests.support.processes import PixelflowProcess, free_port
 
-
 MAX_SOURCE_BYTES = 2 << 20
 
 

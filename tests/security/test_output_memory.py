@@ -1,6 +1,8 @@
-"""Output amplification: 12 full-size TIFFs of a 12 MP photo through a real ``serve``. Each output goes to storage as soon as it is encoded, so the process's peak memory
-grows by about one decode plus one output, not by all twelve; past the job's output-byte cap
-the job fails with ``output_too_large``."""
+"""Output amplification: 12 full-size TIFFs of a 12 MP photo through a real ``serve``.
+
+Each output goes to storage as soon as it is encoded, so the process's peak memory grows by
+about one decode plus one output, not by all twelve; past the job's output-byte cap the job
+fails with ``output_too_large``."""
 
 from __future__ import annotations
 

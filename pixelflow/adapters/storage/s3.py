@@ -218,7 +218,28 @@ class S3ObjectStorage:
                     raise
 
 
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
+class BodyStream:
+    """A GET's open response body, read off the socket chunk by chunk."""
+
+    def __init__(self, body: StreamingBody, size: int) -> None:
+        self._body = body
+        self.size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _translated_errors():
+            async for chunk in self._body.iter_chunks(CHUNK_BYTES):
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
+
+
+def _too_large(size: int, limit: int) -> SourceTooLarge:
+    return SourceTooLarge(f"the source is {size}+ bytes; at most {limit} are allowed")
+
+
+class _PreconditionFailed(StorageUnavailable):
+    """HTTP 412: ``If-Match`` named another version of the object."""
 
 
 class _Missing(StorageUnavailable):
