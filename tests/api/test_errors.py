@@ -303,7 +303,9 @@ async def test_an_output_the_job_does_not_have_is_404(client: httpx.AsyncClient)
 
 
 async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncClient) -> None:
-    request = client.build_request("POST", "/v1/jobs", content=b"{}")
+    request = client.build_request(
+        "POST", "/v1/jobs", content=b"{}", headers={"content-type": "application/json"}
+    )
     request.headers["Content-Length"] = "two"
     _assert_error(await client.send(request), 400, "bad_request")
 
