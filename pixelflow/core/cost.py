@@ -2,9 +2,10 @@
 
 The source's dimensions are unknown when a job is created, so the estimate assumes the largest
 source the limits admit (``PIXELFLOW_MAX_SOURCE_PIXELS``) and follows each step's output size:
-a resize or crop to a known box shrinks (or enlarges) it, a step with one dimension keeps the
-worst aspect ratio the pixel limit allows, other steps keep their input's size. A pipeline whose
-estimate exceeds the job timeout cannot finish on a worst-case source and is refused: a 2×2 PNG
+a resize or crop to a known box shrinks (or enlarges) it, a resize naming one side assumes the
+other is at most 16384 px (the longest a request may name), other steps keep their input's size. A pipeline whose
+estimate exceeds the job timeout cannot finish on a worst-case source and is refused (the
+timeout itself stays the backstop for what the estimate cannot see): a 2×2 PNG
 enlarged to 6000×6000 and blurred three times at σ=100 is refused in microseconds instead of
 holding a worker for many minutes.
 
@@ -42,6 +43,8 @@ from pixelflow.core.models import (
 )
 
 MP = 1_000_000
+# The longest side a step may ask for (models.Dimension).
+MAX_SIDE = 16384
 DECODE_S_PER_MP = 0.025
 TRANSFORM_S_PER_MP = 0.020
 ENCODE_S_PER_MP = {
@@ -99,16 +102,17 @@ def _resized(step: ResizeStep, parent: Size, max_pixels: int) -> Size:
     if step.width is not None and step.height is not None:
         return Size(step.width * step.height, step.width, step.height)
     # One side fixed: the other follows the input's aspect ratio. Known when an earlier step
-    # fixed the same side (the area scales with the square of the ratio); otherwise it may be
-    # as extreme as the pixel limit allows.
+    # fixed the same side (the area scales with the square of the ratio); otherwise assumed to
+    # be at most the longest side a request may name (a 100 MP strip 100 px wide could make
+    # it longer, but then the job timeout, not this estimate, is what bounds it).
     if step.width is not None:
         if parent.width:
             return Size(parent.pixels * step.width**2 // parent.width**2, step.width, None)
-        return Size(max_pixels, step.width, None)
+        return Size(step.width * MAX_SIDE, step.width, None)
     assert step.height is not None  # validation requires one side
     if parent.height:
         return Size(parent.pixels * step.height**2 // parent.height**2, None, step.height)
-    return Size(max_pixels, None, step.height)
+    return Size(step.height * MAX_SIDE, None, step.height)
 
 
 def step_seconds(step: Step, pixels: int) -> float:

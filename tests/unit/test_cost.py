@@ -80,9 +80,16 @@ def test_sizes_follow_boxes_chains_and_rotations() -> None:
         ),
         max_pixels=MAX_PIXELS,
     )
-    # One side only: the worst aspect ratio fills the pixel limit; a chain on the same side
-    # scales by the square of the ratio; a rotation swaps the sides a crop fixed.
-    assert [c.pixels for c in costs] == [MAX_PIXELS, MAX_PIXELS // 4, 60_000, 60_000, 15_000, 100]
+    # One side only: the other is assumed at most 16384 px; a chain on the same side scales by
+    # the square of the ratio; a rotation swaps the sides a crop fixed.
+    assert [c.pixels for c in costs] == [
+        2000 * 16384,
+        1000 * 16384 // 2,
+        60_000,
+        60_000,
+        15_000,
+        100,
+    ]
 
 
 def test_blur_cost_grows_with_sigma_and_the_budget_scales_with_the_limits() -> None:
