@@ -3,9 +3,9 @@
 The source's dimensions are unknown when a job is created, so the estimate assumes the largest
 source the limits admit (``PIXELFLOW_MAX_SOURCE_PIXELS``) and follows each step's output size:
 a resize or crop to a known box shrinks (or enlarges) it, a resize naming one side assumes the
-other is at most 16384 px (the longest a request may name), other steps keep their input's size. A pipeline whose
-estimate exceeds the job timeout cannot finish on a worst-case source and is refused (the
-timeout itself stays the backstop for what the estimate cannot see): a 2×2 PNG
+other is at most 16384 px (the longest a request may name), other steps keep their input's
+size. A pipeline whose estimate exceeds the job timeout cannot finish on a worst-case source and
+is refused (the timeout itself stays the backstop for what the estimate cannot see): a 2×2 PNG
 enlarged to 6000×6000 and blurred three times at σ=100 is refused in microseconds instead of
 holding a worker for many minutes.
 
