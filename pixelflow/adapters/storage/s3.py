@@ -142,10 +142,15 @@ class S3ObjectStorage:
                     # replaced or lying object never makes the worker read gigabytes.
                     if response["ContentLength"] > max_bytes:
                         raise _too_large(response["ContentLength"], max_bytes)
-                    data = await body.read(max_bytes + 1)
-                    if len(data) > max_bytes:
-                        raise _too_large(len(data), max_bytes)
-                    return data
+                    # A read returns what the socket has, not what was asked: gather chunks.
+                    chunks: list[bytes] = []
+                    received = 0
+                    async for chunk in body.iter_chunks(CHUNK_BYTES):
+                        received += len(chunk)
+                        if received > max_bytes:
+                            raise _too_large(received, max_bytes)
+                        chunks.append(chunk)
+                    return b"".join(chunks)
         except _Missing:
             raise NotFound(f"object {key!r} does not exist", code="object_not_found") from None
         except _PreconditionFailed:

@@ -186,11 +186,13 @@ async def test_stat_gives_size_and_a_version_that_changes_on_replace(
 
 async def test_get_refuses_an_object_past_max_bytes(subject: StorageUnderTest) -> None:
     storage = subject.storage
-    await storage.put(SOURCE, EVERY_BYTE, content_type="image/png")
+    # Several network reads' worth: a bounded read must gather them all, not stop at the first.
+    data = EVERY_BYTE * 3000
+    await storage.put(SOURCE, data, content_type="image/png")
 
-    assert await storage.get(SOURCE, max_bytes=len(EVERY_BYTE)) == EVERY_BYTE
+    assert await storage.get(SOURCE, max_bytes=len(data)) == data
     with pytest.raises(SourceTooLarge) as caught:
-        await storage.get(SOURCE, max_bytes=len(EVERY_BYTE) - 1)
+        await storage.get(SOURCE, max_bytes=len(data) - 1)
     assert caught.value.code == "source_too_large" and not caught.value.transient
 
 
