@@ -76,6 +76,9 @@ class Settings(Struct, kw_only=True, frozen=True):
     max_steps: int
     max_body_bytes: int
     max_output_bytes: int
+    # Seconds a pipeline may be estimated to cost on the largest allowed source (core.cost);
+    # 0 turns the check off.
+    pipeline_budget: float
     # Host header names the API answers to; None answers any (a non-loopback listener, whose
     # gateway decides). Entries are lower-case names, "*" (any) or "*.domain" (subdomains).
     allowed_hosts: tuple[str, ...] | None
@@ -283,6 +286,7 @@ def load_settings(
             "unset it"
         )
     public_url = _public_url_setting(env.get("PIXELFLOW_PUBLIC_URL") or "") or _public_url(api_addr)
+    job_timeout = env.parse("WORKER_JOB_TIMEOUT", "180", lambda n, r: _float(n, r, 0.1))
     retry_backoff = env.parse("WORKER_RETRY_BACKOFF", "2", _float)
     retry_max_backoff = env.parse("WORKER_RETRY_MAX_BACKOFF", "300", _float)
     if retry_backoff > retry_max_backoff:
@@ -344,6 +348,7 @@ def load_settings(
         max_output_bytes=env.parse(
             "PIXELFLOW_MAX_OUTPUT_BYTES", str(256 << 20), lambda n, r: _int(n, r, 1024)
         ),
+        pipeline_budget=env.parse("PIXELFLOW_PIPELINE_BUDGET", str(job_timeout), _float),
         allowed_hosts=_allowed_hosts(
             "PIXELFLOW_ALLOWED_HOSTS", env.get("PIXELFLOW_ALLOWED_HOSTS"), api_addr, public_url
         ),
@@ -364,7 +369,7 @@ def load_settings(
         ),
         worker_max_active_jobs=max_active_jobs,
         worker_max_attempts=env.parse("WORKER_MAX_ATTEMPTS", "5", lambda n, r: _int(n, r, 1, 100)),
-        worker_job_timeout=env.parse("WORKER_JOB_TIMEOUT", "180", lambda n, r: _float(n, r, 0.1)),
+        worker_job_timeout=job_timeout,
         worker_retry_backoff=retry_backoff,
         worker_retry_max_backoff=retry_max_backoff,
         worker_lease_seconds=env.parse("WORKER_LEASE_SECONDS", "30", lambda n, r: _float(n, r, 1)),

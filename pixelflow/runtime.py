@@ -76,7 +76,7 @@ def job_policy(settings: Settings) -> JobPolicy:
         max_source_bytes=settings.max_source_bytes,
         presign_expiry=settings.presign_expiry,
         max_source_pixels=settings.max_source_pixels,
-        job_timeout=settings.worker_job_timeout,
+        pipeline_budget=settings.pipeline_budget,
     )
 
 

@@ -156,8 +156,9 @@ def check_cost(steps: Sequence[Step], *, max_pixels: int, budget_seconds: float)
             raise InvalidInput(
                 f"pipeline[{cost.index}] ({step.__struct_config__.tag}) brings the estimated "
                 f"cost to {total:.0f} s on the largest allowed source "
-                f"({max_pixels / MP:g} MP); jobs must finish within {budget_seconds:g} s: "
-                "resize before costly steps, or use smaller sigmas or output sizes",
+                f"({max_pixels / MP:g} MP), past the budget of {budget_seconds:g} s "
+                "(PIXELFLOW_PIPELINE_BUDGET, by default the job timeout): resize before "
+                "costly steps, or use smaller sigmas or output sizes",
                 code="pipeline_too_costly",
                 details={"step": cost.index, "estimated_seconds": round(total, 1)},
             )

@@ -91,11 +91,12 @@ class JobService:
         traceparent: str | None = None,
     ) -> CreateJobResponse:
         validate_pipeline(request.pipeline, max_steps=self.policy.max_steps)
-        check_cost(
-            request.pipeline,
-            max_pixels=self.policy.max_source_pixels,
-            budget_seconds=self.policy.job_timeout,
-        )
+        if self.policy.pipeline_budget > 0:
+            check_cost(
+                request.pipeline,
+                max_pixels=self.policy.max_source_pixels,
+                budget_seconds=self.policy.pipeline_budget,
+            )
         webhook_url = request.webhook_url or None
         if webhook_url is not None:
             await self.guard.check_url(webhook_url)

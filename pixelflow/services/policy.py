@@ -13,9 +13,9 @@ class JobPolicy(Struct, kw_only=True, frozen=True):
     max_source_bytes: int = 50 * 1024 * 1024
     presign_expiry: int = 900
     list_limit_max: int = LIST_LIMIT_MAX
-    # The pipeline cost check's worst-case source and budget (core.cost).
+    # The pipeline cost check's worst-case source and budget in seconds (core.cost); 0: off.
     max_source_pixels: int = 100_000_000
-    job_timeout: float = 180.0
+    pipeline_budget: float = 180.0
 
 
 class WorkerPolicy(Struct, kw_only=True, frozen=True):

@@ -25,6 +25,8 @@ class Serve:
         self.env = {
             "PIXELFLOW_LOCAL_SOURCE_ROOT": str(source_root),
             "PIXELFLOW_API_METRICS_ADDR": "",
+            # The slow pipelines below are blurs a worst-case 100 MP source could not finish.
+            "PIXELFLOW_PIPELINE_BUDGET": "0",
             **env,
         }
         self.log = tmp_path / "serve.log"

@@ -225,3 +225,10 @@ def test_a_loopback_listener_answers_only_loopback_host_names(tmp_path: Path) ->
     assert named.allowed_hosts == ("api.example",)
     with pytest.raises(ConfigError, match="PIXELFLOW_ALLOWED_HOSTS"):
         load_settings(Role.SERVE, {**environ, "PIXELFLOW_ALLOWED_HOSTS": "a..b"})
+
+
+def test_the_pipeline_budget_defaults_to_the_job_timeout(tmp_path: Path) -> None:
+    environ = {"PIXELFLOW_DATA_DIR": str(tmp_path), "WORKER_JOB_TIMEOUT": "90"}
+    assert load_settings(Role.SERVE, environ).pipeline_budget == 90
+    off = load_settings(Role.SERVE, {**environ, "PIXELFLOW_PIPELINE_BUDGET": "0"})
+    assert off.pipeline_budget == 0
