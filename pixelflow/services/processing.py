@@ -320,11 +320,12 @@ class Processor:
             error.message,
             f"; retrying in {delay:.1f} s" if retry else "",
         )
+        if not retry and written:
+            # A failed job has no outputs: what this attempt wrote (up to the output cap) goes,
+            # before the job reads as failed, so a client never finds a failed job's files.
+            await self._discard(job, written)
         if await self.store.transition(change) is None:
             return Attempt(job_id=job.id, outcome="abandoned", error=error)
-        if not retry and written:
-            # A failed job has no outputs: what this attempt wrote (up to the output cap) goes.
-            await self._discard(job, written)
         return Attempt(
             job_id=job.id, outcome="retry" if retry else "failed", retry_in=delay, error=error
         )
