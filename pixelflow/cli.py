@@ -118,6 +118,10 @@ def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
     from pixelflow.telemetry.metrics import Metrics
 
     configure_logging(settings.log_level, settings.log_format)
+    if settings.role is not Role.SERVE:
+        # Wait out a dependency that is down before uvicorn takes the signals over: until
+        # then SIGTERM/SIGINT end the process at once, as they should while nothing is served.
+        asyncio.run(_wait_for_dependencies(settings))
     metrics = Metrics(role=settings.role.value)
     app = create_app(settings, on_startup=on_startup, metrics=metrics)
     config = uvicorn.Config(
@@ -147,6 +151,14 @@ def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
         asyncio.run(serve())
     # A dependency unreachable at startup (e.g. the database) means the server never started.
     return 0 if server.started else 1
+
+
+async def _wait_for_dependencies(settings: Settings) -> None:
+    from pixelflow.runtime import open_context_when_reachable
+    from pixelflow.telemetry.metrics import Metrics
+
+    async with open_context_when_reachable(settings, Metrics()):
+        pass
 
 
 def _run_worker(args: argparse.Namespace) -> int:

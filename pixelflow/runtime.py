@@ -29,7 +29,8 @@ from pixelflow.config import (
     make_private_dir,
 )
 from pixelflow.core import signing
-from pixelflow.core.errors import DatabaseUnavailable
+from pixelflow.core.backoff import backoff
+from pixelflow.core.errors import DatabaseUnavailable, Unavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.health import Ping
@@ -38,6 +39,7 @@ from pixelflow.services.keys import KeyService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
+from pixelflow.services.readiness import DependencyWatch
 from pixelflow.services.reconciler import Reconciler
 from pixelflow.services.sessions import SessionService
 from pixelflow.services.usage import UsageService
@@ -47,6 +49,11 @@ from pixelflow.telemetry.metrics import Metrics
 from pixelflow.telemetry.tracing import Tracing, open_tracing
 
 log = logging.getLogger(__name__)
+
+# arq must never time a task out before the Processor does: it would re-run a live attempt.
+_QUEUE_TIMEOUT_MARGIN = 30.0
+# While a dependency is unreachable at start-up, try again after at most this long.
+_STARTUP_RETRY_CAP = 30.0
 
 
 @dataclass
@@ -186,6 +193,33 @@ async def open_admin_context(settings: Settings) -> AsyncIterator[AdminContext]:
         )
 
 
+@contextlib.asynccontextmanager
+async def open_context_when_reachable(
+    settings: Settings, metrics: Metrics
+) -> AsyncIterator[AppContext]:
+    """``open_context``, waiting while a dependency cannot be reached: an outage at start-up is
+    an outage like any other, so the process waits it out (capped backoff, one log line per
+    dependency) instead of exiting. A configuration error still fails at once."""
+    failures = 0
+    waiting_for: str | None = None
+    while True:
+        stack = contextlib.AsyncExitStack()
+        try:
+            ctx = await stack.enter_async_context(open_context(settings, metrics))
+            break
+        except Unavailable as exc:
+            await stack.aclose()
+            if exc.code != waiting_for:
+                log.warning("%s (%s): waiting for it before starting", exc.message, exc.code)
+                waiting_for = exc.code
+            failures += 1
+            await asyncio.sleep(backoff(failures, base=0.5, cap=_STARTUP_RETRY_CAP))
+    if waiting_for is not None:
+        log.info("every dependency is reachable: starting")
+    async with stack:
+        yield ctx
+
+
 async def migrate_database(settings: Settings) -> list[str]:
     """Bring the configured database's schema up to date; the migrations applied."""
     if settings.database_url.startswith("sqlite"):
@@ -216,6 +250,11 @@ async def open_imaging(settings: Settings) -> AsyncIterator[Imaging]:
 def dependency_checks(ctx: AppContext) -> Mapping[str, Ping]:
     """What readiness means for a process of this context: every backend answers."""
     return {"database": ctx.store.ping, "queue": ctx.queue.ping, "storage": ctx.storage.ping}
+
+
+def dependency_watch(ctx: AppContext) -> DependencyWatch:
+    """Logs each outage of a dependency once and exports ``pixelflow_dependency_up``."""
+    return DependencyWatch(dependency_checks(ctx), gauge=ctx.metrics.dependency_up)
 
 
 def build_processor(ctx: AppContext, imaging: Imaging) -> Processor:
@@ -314,7 +353,11 @@ async def _open_queue(settings: Settings, stack: contextlib.AsyncExitStack) -> Q
     else:
         from pixelflow.adapters.queue.arq import ArqQueue
 
-        queue = await ArqQueue.open(settings.redis_url, name=settings.queue_name)
+        queue = await ArqQueue.open(
+            settings.redis_url,
+            name=settings.queue_name,
+            task_timeout=settings.worker_job_timeout + _QUEUE_TIMEOUT_MARGIN,
+        )
     stack.push_async_callback(queue.close)
     return queue
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,9 +23,14 @@ from pixelflow.api.openapi import build_openapi
 from pixelflow.api.ratelimit import RouteLimiter
 from pixelflow.api.routes import docs, health, jobs, objects, usage, webhooks
 from pixelflow.api.spec import ApiRoute, Raw, Spec
-from pixelflow.config import Settings
+from pixelflow.config import Role, Settings
 from pixelflow.console.pages import Console
-from pixelflow.runtime import AppContext, open_context
+from pixelflow.runtime import (
+    AppContext,
+    dependency_watch,
+    open_context,
+    open_context_when_reachable,
+)
 from pixelflow.telemetry import context as log_context
 from pixelflow.telemetry.metrics import Metrics
 from pixelflow.telemetry.tracing import Tracing
@@ -56,7 +62,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            ctx = await stack.enter_async_context(open_context(settings, metrics))
+            # Production waits out a dependency that is down at start-up, like any outage;
+            # `serve`'s embedded pieces are files, whose failure is not an outage to wait out.
+            production = settings.role is not Role.SERVE
+            opener = open_context_when_reachable if production else open_context
+            ctx = await stack.enter_async_context(opener(settings, metrics))
             tracing.use(ctx.tracing)
             stack.callback(tracing.use, Tracing())
             app.state.api = ApiState(
@@ -71,6 +81,11 @@ def create_app(
                     metrics=metrics,
                 ),
             )
+            if production:
+                # Logs one line when a dependency goes away and one when it is back, and
+                # exports pixelflow_dependency_up; /readyz still asks the dependencies itself.
+                watching = asyncio.create_task(dependency_watch(ctx).watch_forever())
+                stack.callback(watching.cancel)
             if on_startup is not None:
                 await on_startup(ctx, stack)
             yield

@@ -126,3 +126,10 @@ class ProcessingTimeout(PixelflowError):
 
     code = "timeout"
     transient = True
+
+
+class RenderTimeout(ProcessingTimeout):
+    """The render itself ran past ``WORKER_JOB_TIMEOUT`` (it was stopped). Unlike a slow fetch
+    or store, it will most likely run out of time again: retried at most once."""
+
+    code = "render_timeout"

@@ -50,8 +50,10 @@ class StartJobResponse(Struct, kw_only=True):
     status: JobStatus
     queue: str
     task_id: str
-    # "enqueued" when this call enqueued the job, "already_started" when it was in flight.
-    state: Literal["enqueued", "already_started"]
+    # "enqueued": this call queued the job and the queue took it; "pending_reconcile": the job
+    # is queued in the database but the queue could not be reached, so the reconciler will
+    # enqueue it once the queue is back; "already_started": it was in flight, nothing done.
+    state: Literal["enqueued", "pending_reconcile", "already_started"]
     enqueued_at: datetime | None
 
 

@@ -182,8 +182,8 @@ class JobService:
                 )
             )
             if queued is not None:
-                await self._enqueue(queued)
-                return self._start_response(queued, "enqueued")
+                enqueued = await self._enqueue(queued)
+                return self._start_response(queued, "enqueued" if enqueued else "pending_reconcile")
             job = await self.get(user_id, job_id)  # a concurrent start or cancel won the race
         if job.status in {JobStatus.QUEUED, JobStatus.PROCESSING}:
             return self._start_response(job, "already_started")
@@ -212,7 +212,9 @@ class JobService:
             )
         return size, etag
 
-    async def _enqueue(self, job: Job) -> None:
+    async def _enqueue(self, job: Job) -> bool:
+        """Whether the queue holds a task for the job now (``enqueue`` answering False means
+        one was already there, e.g. put by a reconciler)."""
         # The enqueue joins the job's trace (begun by its create request), linked to the start
         # request's own; the worker's spans continue from it.
         with self.tracer.start_as_current_span(
@@ -229,9 +231,11 @@ class JobService:
                 # The job is queued in the database, the source of truth: the reconciler will
                 # enqueue it once the queue is back, so the client's request still succeeded.
                 log.warning("queue unavailable; job %s left for the reconciler", job.id)
+                return False
+        return True
 
     def _start_response(
-        self, job: Job, state: Literal["enqueued", "already_started"]
+        self, job: Job, state: Literal["enqueued", "pending_reconcile", "already_started"]
     ) -> StartJobResponse:
         return StartJobResponse(
             job_id=job.id,

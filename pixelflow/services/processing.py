@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from datetime import datetime, timedelta
 from typing import Literal
@@ -21,11 +20,13 @@ from opentelemetry.trace import NoOpTracer, SpanKind, Tracer, get_current_span
 from pixelflow.adapters.imaging.protocol import ImageLimits, Imaging, Rendered, StepTiming
 from pixelflow.adapters.storage.protocol import ObjectStorage, SourceFiles
 from pixelflow.adapters.store.protocol import Store
+from pixelflow.core.backoff import backoff
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
     ImageRejected,
     PixelflowError,
     ProcessingTimeout,
+    RenderTimeout,
     SourceTooLarge,
     UnexpectedError,
 )
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 Outcome = Literal["succeeded", "failed", "retry", "skipped", "abandoned"]
 
 
+_ENDED_WITHOUT_OUTPUTS = frozenset({JobStatus.CANCELED, JobStatus.FAILED})
+
+
 class Attempt(Struct, kw_only=True):
     job_id: str
     outcome: Outcome
@@ -53,12 +57,9 @@ class LeaseLost(Exception):
     """This attempt no longer owns the job (its lease was taken over)."""
 
 
-def backoff(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: uniform in [min(base/2, ceiling), ceiling] where
-    ceiling = min(cap, base·2^(n-1)). Not "full jitter" (that draws from [0, ceiling]): the
-    floor keeps a retry from coming back at once."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return random.uniform(min(base / 2, ceiling), ceiling)
+# A render that ran out of time is tried again at most this many times in all: an impossible
+# render would otherwise burn WORKER_JOB_TIMEOUT of CPU on every one of WORKER_MAX_ATTEMPTS.
+_RENDER_TIMEOUT_ATTEMPTS = 2
 
 
 class Processor:
@@ -206,17 +207,23 @@ class Processor:
         sink = OutputSink(
             self.storage, job.id, limit=self.policy.max_output_bytes, tracer=self.tracer
         )
+        phase = "waiting for a slot"
         try:
             async with asyncio.timeout(self.policy.job_timeout):
+                # The slot is held until the render has really stopped: ``Imaging.render``
+                # returns (or raises) only once libvips is done with the job, timeout included.
                 async with self._slots:
+                    phase = "fetching the source"
                     with self.tracer.start_as_current_span("pixelflow.job.fetch"):
                         source = await self._fetch(job)
+                    phase = "rendering"
                     await self._render(job, source, sink)
         except TimeoutError:
-            timeout = ProcessingTimeout(
-                f"the attempt took longer than {self.policy.job_timeout:g} s"
+            message = f"the attempt took longer than {self.policy.job_timeout:g} s ({phase})"
+            error: PixelflowError = (
+                RenderTimeout(message) if phase == "rendering" else ProcessingTimeout(message)
             )
-            return await self._failed(job, timeout, sink.outputs)
+            return await self._failed(job, error, sink.outputs)
         except PixelflowError as exc:
             return await self._failed(job, exc, sink.outputs)
         except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail
@@ -290,9 +297,25 @@ class Processor:
         return Attempt(job_id=job.id, outcome="succeeded")
 
     async def _discard(self, job: Job, outputs: list[Output]) -> None:
-        current = await self.store.get_job(job.id)
-        if current is not None and current.status is JobStatus.SUCCEEDED:
-            return  # another attempt finished the job with the same deterministic keys
+        """Delete a void attempt's outputs, but only from a job that can never succeed.
+
+        Output keys are deterministic (``outputs/<job>/<step>.<ext>``), so the objects this
+        attempt wrote are the very objects another attempt writes or has written: deleting
+        them while the job is still live (queued, processing) or after it succeeded would take
+        a succeeded job's outputs away. Only ``canceled`` and ``failed`` are final without
+        outputs, so only then is anything deleted.
+
+        This attempt may also have written *after* the winning attempt: its objects then
+        replace the winner's. That is harmless because both rendered the same pipeline from
+        the same source bytes (the source is pinned for the job's life by issue 9's ETag
+        check), and the encoders are deterministic, so the bytes are the same.
+        """
+        try:
+            current = await self.store.get_job(job.id)
+        except PixelflowError:
+            return  # cannot tell: keeping an orphan beats deleting a live job's outputs
+        if current is None or current.status not in _ENDED_WITHOUT_OUTPUTS:
+            return
         for output in outputs:
             with contextlib.suppress(PixelflowError):
                 await self.storage.delete(output.object_key)
@@ -302,7 +325,10 @@ class Processor:
     ) -> Attempt:
         error = JobError(code=exc.code, message=exc.message)
         end_error(get_current_span(), error.code)
-        retry = exc.transient and job.attempts < self.policy.max_attempts
+        limit = self.policy.max_attempts
+        if isinstance(exc, RenderTimeout):
+            limit = min(limit, _RENDER_TIMEOUT_ATTEMPTS)
+        retry = exc.transient and job.attempts < limit
         if retry:
             delay = backoff(
                 job.attempts, base=self.policy.retry_backoff, cap=self.policy.retry_max_backoff

@@ -7,7 +7,8 @@ by the job id, so two reconcilers racing do the work once.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 
 from msgspec import Struct
 
@@ -21,7 +22,25 @@ from pixelflow.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500
+# Jobs read per query; a pass pages through all of them (keyset on the query's order), so a
+# backlog larger than a page is never silently cut off.
+_PAGE = 500
+
+Page = Callable[[tuple[datetime, str] | None], Awaitable[list[Job]]]
+
+
+async def _paged(page: Page, key: Callable[[Job], datetime | None]) -> AsyncIterator[Job]:
+    after: tuple[datetime, str] | None = None
+    while True:
+        jobs = await page(after)
+        for job in jobs:
+            yield job
+        if len(jobs) < _PAGE:
+            return
+        last = jobs[-1]
+        at = key(last)
+        assert at is not None, "the paged column is never NULL in these queries"
+        after = (at, last.id)
 
 
 class ReconcileReport(Struct, kw_only=True):
@@ -49,10 +68,14 @@ class Reconciler:
     async def run_once(self) -> ReconcileReport:
         report = ReconcileReport()
         now = self.clock()
-        for job in await self.store.expired_leases(now=now, limit=_BATCH):
+        expired = _paged(
+            lambda after: self.store.expired_leases(now=now, limit=_PAGE, after=after),
+            lambda job: job.lease_expires_at,
+        )
+        async for job in expired:
             await self._recover(job, report, reason="its worker stopped renewing its lease")
         stale = now - timedelta(seconds=self.policy.requeue_grace)
-        for job in await self.store.jobs_in(JobStatus.QUEUED, updated_before=stale, limit=_BATCH):
+        async for job in self._jobs_in(JobStatus.QUEUED, updated_before=stale):
             if not await self.queue.is_pending(job.id):
                 await self._enqueue(job)
                 report.reenqueued += 1
@@ -66,18 +89,25 @@ class Reconciler:
         the previous, dead process, whatever its lease says."""
         report = ReconcileReport()
         far_future = self.clock() + timedelta(days=3650)
-        for job in await self.store.jobs_in(
-            JobStatus.PROCESSING, updated_before=far_future, limit=_BATCH
-        ):
+        async for job in self._jobs_in(JobStatus.PROCESSING, updated_before=far_future):
             await self._recover(job, report, reason="the process running it stopped")
         return report
 
     async def enqueue_all_queued(self) -> int:
         far_future = self.clock() + timedelta(days=3650)
-        jobs = await self.store.jobs_in(JobStatus.QUEUED, updated_before=far_future, limit=10_000)
-        for job in jobs:
+        count = 0
+        async for job in self._jobs_in(JobStatus.QUEUED, updated_before=far_future):
             await self._enqueue(job)
-        return len(jobs)
+            count += 1
+        return count
+
+    def _jobs_in(self, status: JobStatus, *, updated_before: datetime) -> AsyncIterator[Job]:
+        return _paged(
+            lambda after: self.store.jobs_in(
+                status, updated_before=updated_before, limit=_PAGE, after=after
+            ),
+            lambda job: job.updated_at,
+        )
 
     async def _recover(self, job: Job, report: ReconcileReport, *, reason: str) -> None:
         now = self.clock()

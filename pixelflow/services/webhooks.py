@@ -22,7 +22,7 @@ from pixelflow.adapters.store.protocol import Store
 from pixelflow.adapters.webhook.protocol import SendFailed, WebhookClient, WebhookRequest
 from pixelflow.core import signing, webhooks
 from pixelflow.core.clock import Clock, utc_now
-from pixelflow.core.errors import InvalidInput, PixelflowError
+from pixelflow.core.errors import InvalidInput, PixelflowError, Unavailable
 from pixelflow.core.models import WebhookAttempt, WebhookEvent
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import WebhookPolicy
@@ -90,6 +90,10 @@ class WebhookDeliverer:
         while not self._stopping:
             try:
                 claimed = await self.run_once()
+            except Unavailable as exc:
+                # An outage: the dependency watch reports it once; try again next poll.
+                log.debug("webhook delivery pass skipped: %s", exc.message)
+                claimed = 0
             except Exception:
                 log.exception("webhook delivery pass failed")
                 claimed = 0

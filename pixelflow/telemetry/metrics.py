@@ -123,6 +123,12 @@ class Metrics:
         self.worker_active_jobs = Gauge(
             "pixelflow_worker_active_jobs", "Jobs being processed now", registry=r
         )
+        self.dependency_up = Gauge(
+            "pixelflow_dependency_up",
+            "Whether a dependency (database, queue, storage) answered its last probe (1) or not",
+            ["dependency"],
+            registry=r,
+        )
         self.worker_vips_memory = Gauge(
             "pixelflow_worker_vips_memory_bytes",
             "Memory libvips has allocated for pixels now (its own tracked count)",

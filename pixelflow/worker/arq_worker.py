@@ -1,8 +1,12 @@
-"""``pixelflow worker``: the arq worker of the production data plane.
+"""``pixelflow worker``: the production data plane.
 
-arq only delivers job ids; the Processor (shared with the embedded worker) does the work, and
-the store decides retries: a transient failure is handed back to arq as ``Retry`` with the
-store's backoff, so the job keeps its id and runs again on any worker.
+The queue (arq on Redis, behind the Queue Protocol) only delivers job ids; the Processor (shared
+with the embedded worker) does the work, and the store decides retries.
+
+A worker exits only on SIGTERM/SIGINT or a configuration error. A dependency that is down at
+start-up is waited for; one that goes away later is ridden out (the queue consumer, the
+reconciler and the database pool all reconnect by themselves), reported once in the log and
+on the metrics port (``/readyz`` and ``pixelflow_dependency_up``) until it is back.
 """
 
 from __future__ import annotations
@@ -10,34 +14,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import signal
 
-from arq.connections import RedisSettings
-from arq.worker import Worker, func
-
-from pixelflow.adapters.queue.arq import PROCESS_JOB_FUNCTION, handle_payload, worker_settings
 from pixelflow.config import Settings
-from pixelflow.core.errors import PixelflowError
-from pixelflow.core.models import JobTask
+from pixelflow.core.wire import HealthStatus
 from pixelflow.runtime import (
+    AppContext,
     build_processor,
     build_reconciler,
     dependency_checks,
-    open_context,
+    dependency_watch,
+    open_context_when_reachable,
     open_imaging,
     run_webhook_delivery,
 )
 from pixelflow.services.health import readiness
-from pixelflow.services.reconciler import Reconciler
 from pixelflow.telemetry.endpoint import metrics_endpoint
 from pixelflow.telemetry.metrics import Metrics
+from pixelflow.worker.runner import run_until_stopped
 
 log = logging.getLogger(__name__)
 
-# arq must never time a job out before the Processor does: it would re-run a live attempt.
-_ARQ_TIMEOUT_MARGIN = 30.0
-# In-flight jobs get this long to finish on SIGTERM before they are handed back to the queue.
-_SHUTDOWN_GRACE = 25
+_STARTING = HealthStatus(
+    status="unavailable",
+    error="not ready: waiting for the dependencies at start-up",
+    code="not_ready",
+)
 
 
 def run_worker(settings: Settings) -> int:
@@ -46,78 +48,69 @@ def run_worker(settings: Settings) -> int:
 
 
 async def serve_worker(settings: Settings) -> None:
-    assert settings.redis_url is not None, "config requires PIXELFLOW_REDIS_URL for workers"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum, settings.worker_shutdown_grace)
     metrics = Metrics(role="worker")
+    opened: list[AppContext] = []  # the context, once its dependencies answered
+
+    async def ready() -> HealthStatus:
+        # The worker's probes live on its metrics port: /readyz asks its dependencies.
+        return await readiness(dependency_checks(opened[0])) if opened else _STARTING
+
     async with contextlib.AsyncExitStack() as stack:
-        ctx = await stack.enter_async_context(open_context(settings, metrics))
-        imaging = await stack.enter_async_context(open_imaging(settings))
-        processor = build_processor(ctx, imaging)
-        # Webhooks go out from a loop of their own, never from an image-processing attempt.
-        await stack.enter_async_context(run_webhook_delivery(ctx))
         if settings.worker_metrics_addr is not None:
-            # The worker's probes live on its metrics port: /readyz asks its dependencies.
-            checks = dependency_checks(ctx)
             await stack.enter_async_context(
                 metrics_endpoint(
                     metrics,
                     settings.worker_metrics_addr,
                     variable="WORKER_METRICS_ADDR",
-                    readiness=lambda: readiness(checks),
+                    readiness=ready,
                 )
             )
-
-        async def handle(task: JobTask) -> None:
-            attempt = await processor.process(task)
-            if attempt.outcome == "retry":
-                await ctx.queue.enqueue(task, delay=attempt.retry_in)
-
-        async def process_job(arq_ctx: dict[str, Any], payload: bytes) -> None:
-            await handle_payload(handle, payload)
-
-        worker = Worker(
-            functions=[
-                func(
-                    process_job,  # type: ignore[arg-type]  # arq types ctx as a bare Protocol
-                    name=PROCESS_JOB_FUNCTION,
-                    timeout=settings.worker_job_timeout + _ARQ_TIMEOUT_MARGIN,
-                )
-            ],
-            redis_settings=RedisSettings.from_dsn(settings.redis_url),
-            max_jobs=settings.worker_concurrency,
-            handle_signals=True,
-            job_completion_wait=_SHUTDOWN_GRACE,
-            poll_delay=0.2,
-            **worker_settings(name=settings.queue_name),
+        opening = asyncio.create_task(
+            stack.enter_async_context(open_context_when_reachable(settings, metrics))
         )
-        reconciler = asyncio.create_task(
-            _reconcile_forever(build_reconciler(ctx), settings.reconcile_interval)
-        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not opening.done():
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opening
+            log.info("worker stopped before its dependencies were reachable")
+            return
+        ctx = opening.result()
+        imaging = await stack.enter_async_context(open_imaging(settings))
+        processor = build_processor(ctx, imaging)
+        # Webhooks go out from a loop of their own, never from an image-processing attempt.
+        await stack.enter_async_context(run_webhook_delivery(ctx))
+        opened.append(ctx)
         log.info(
             "worker consuming queue %r (concurrency %d, %d job(s) in libvips at once)",
             settings.queue_name,
             settings.worker_concurrency,
             settings.worker_max_active_jobs,
         )
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.async_run()
-        finally:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
-            with contextlib.suppress(Exception):
-                await worker.close()
-        log.info("worker stopped")
+        await run_until_stopped(
+            stop,
+            queue=ctx.queue,
+            processor=processor,
+            reconciler=build_reconciler(ctx),
+            concurrency=settings.worker_concurrency,
+            reconcile_interval=settings.reconcile_interval,
+            grace=settings.worker_shutdown_grace,
+            watch=dependency_watch(ctx),
+        )
+    log.info("worker stopped")
 
 
-async def _reconcile_forever(reconciler: Reconciler, interval: float) -> None:
-    """Every worker runs this; each action is a compare-and-set, so running it in several
-    workers at once does each recovery once."""
-    while True:
-        try:
-            await reconciler.run_once()
-        except PixelflowError as exc:  # a dependency is down: expected, no traceback
-            log.warning("reconciler pass failed: %s (%s)", exc.message, exc.code)
-        except Exception:
-            log.exception("reconciler pass failed")
-        await asyncio.sleep(interval)
+def _on_signal(stop: asyncio.Event, signum: signal.Signals, grace: float) -> None:
+    if not stop.is_set():
+        log.info(
+            "%s: taking no new jobs; jobs still running after %g s are handed back",
+            signum.name,
+            grace,
+        )
+    stop.set()

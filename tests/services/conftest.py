@@ -54,6 +54,20 @@ class FlakyStorage:
         return getattr(self.inner, name)
 
 
+class SlowStorage:
+    """Real local storage whose ``get`` never answers, as a hung S3 connection would."""
+
+    def __init__(self, inner: ObjectStorage) -> None:
+        self.inner = inner
+
+    async def get(self, key: str) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
 class GatedImaging:
     """Real libvips rendering that waits for ``gate`` first, so a test can act mid-attempt."""
 

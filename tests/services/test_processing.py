@@ -8,12 +8,12 @@ from pathlib import Path
 
 import msgspec
 
+from pixelflow.core.backoff import backoff
 from pixelflow.core.clock import new_job_id, utc_now
 from pixelflow.core.formats import upload_key
 from pixelflow.core.models import Job, JobTask, Step, Transition
 from pixelflow.core.states import JobStatus
-from pixelflow.services.processing import backoff
-from tests.services.conftest import FlakyStorage, GatedImaging, Services
+from tests.services.conftest import FlakyStorage, GatedImaging, Services, SlowStorage
 
 RESIZE = [{"id": "small", "action": "resize", "width": 64, "format": "png"}]
 
@@ -192,15 +192,35 @@ async def test_heartbeat_keeps_the_lease_and_a_takeover_voids_the_attempt(
     gated.gate.set()
 
 
-async def test_timeout_is_transient(services: Services, fixtures_dir: Path) -> None:
+async def test_a_slow_fetch_times_out_as_a_transient_error(
+    services: Services, fixtures_dir: Path
+) -> None:
     job = await queued_job(services, fixtures_dir)
-    gated = GatedImaging(services.imaging)  # never opened: the attempt runs out of time
-    result = await services.processor(imaging=gated, job_timeout=0.3).process(
+    slow = SlowStorage(services.storage)  # the fetch never completes
+    result = await services.processor(storage=slow, job_timeout=0.3, max_attempts=5).process(
         JobTask(job_id=job.id)
     )
     assert result.outcome == "retry"
     assert result.error is not None and result.error.code == "timeout"
+    assert "fetching the source" in result.error.message
     assert (await current(services, job.id)).status is JobStatus.QUEUED
+
+
+async def test_a_render_timeout_is_retried_once_then_fails(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    gated = GatedImaging(services.imaging)  # never opened: the render runs out of time
+    processor = services.processor(imaging=gated, job_timeout=0.3, max_attempts=5)
+    first = await processor.process(JobTask(job_id=job.id))
+    assert first.outcome == "retry"
+    assert first.error is not None and first.error.code == "render_timeout"
+    assert (await current(services, job.id)).status is JobStatus.QUEUED  # retry's backoff: queue's
+    second = await processor.process(JobTask(job_id=job.id))
+    assert second.outcome == "failed"
+    final = await current(services, job.id)
+    assert final.status is JobStatus.FAILED and final.attempts == 2
+    assert final.error is not None and final.error.code == "render_timeout"
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -3,11 +3,17 @@
 libvips is set to one thread per image and jobs run one per pool thread: on this workload
 two images in two threads give 1.8-2x one image, while two libvips threads on one image give
 next to nothing. The pool, not libvips, is where parallelism comes from.
+
+A render stops when its caller stops waiting (a timeout, a lost lease, a cancel, a shutdown):
+cancelling ``render`` sets the job's stop flag, libvips' progress signal sees it and kills the
+evaluation in flight, and ``render`` returns to its caller only once the pool thread is free
+again, so the caller's slot is never handed on while libvips still works for the old job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import threading
@@ -75,6 +81,7 @@ class VipsImaging:
             asyncio.run_coroutine_threadsafe(emit(rendered), loop).result()
 
         sink = emit_from_pool if emit is not None else None
+        stop = threading.Event()
         job = partial(
             render_job,
             source,
@@ -84,21 +91,40 @@ class VipsImaging:
             headroom=self._headroom,
             masks=self.text_masks,
             emit=sink,
+            stop=stop,
         )
+        rendering = loop.run_in_executor(self._pool, job)
         try:
-            return await loop.run_in_executor(self._pool, job)
+            # Shielded: cancelling this wait must not forget the thread, which keeps running.
+            return await asyncio.shield(rendering)
         except asyncio.CancelledError:
-            # The caller gave up (timeout, cancel): the render may still be running in its
-            # thread, and must not write outputs for an attempt that is over.
+            # The caller gave up (timeout, lease lost, cancel, shutdown): the render must not
+            # write outputs for an attempt that is over, and is stopped; the caller's slot is
+            # held until the thread is free again.
             abandoned.set()
+            stop.set()
+            await _until_stopped(rendering)
             raise
 
     def memory_in_use(self) -> int | None:
         return int(self._tracked_memory()) if self._tracked_memory is not None else None
 
     async def close(self) -> None:
-        # Waits for renders in flight: libvips cannot be interrupted halfway through an image.
+        # Renders in flight were stopped by their cancelled callers; wait for the threads.
         await asyncio.to_thread(self._pool.shutdown, wait=True)
+
+
+class RenderStopped(Exception):
+    """The render was told to stop (its caller gave up on it); never reaches a job."""
+
+
+async def _until_stopped(rendering: asyncio.Future[list[Rendered]]) -> None:
+    """Wait for a stopped render's thread to return, whatever else cancels us meanwhile."""
+    while not rendering.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([rendering])
+    if not rendering.cancelled():
+        rendering.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def configure_libvips() -> None:
@@ -146,9 +172,14 @@ def render_job(
     headroom: float = SHRINK_HEADROOM[DEFAULT_JPEG_SHRINK],
     masks: TextMasks | None = None,
     emit: Callable[[Rendered], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[Rendered]:
     """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``. With
-    ``emit``, each output is handed to it and not kept; without, all are returned."""
+    ``emit``, each output is handed to it and not kept; without, all are returned.
+    Setting ``stop`` from another thread ends it early with ``RenderStopped``: between steps,
+    and inside every libvips evaluation of a step or an encode (killed through the progress
+    signal). The decode itself is not interruptible; it is bounded by the pixel limit checked
+    before it."""
     started = time.time_ns()
     masks = TextMasks() if masks is None else masks
     header = decoding.inspect(source, limits)
@@ -169,16 +200,16 @@ def render_job(
     rendered: list[Rendered] = []
     for planned in plan.steps:
         started = time.time_ns()
-        with _step_errors(planned):
+        with _step_errors(planned, stop):
             source_size = full_size if planned.parent is None else None
             image = apply(planned.step, results[planned.parent], masks, source_size=source_size)
             _check_size(planned, image, limits)
             if pending[planned.id]:
                 # Chained steps read this result: compute it once, not once per reader.
-                image = image.copy_memory()
+                image = _killable(image, stop).copy_memory()
                 results[planned.id] = image
             if planned.emit:
-                output = _encode(planned, image)
+                output = _encode(planned, image, stop)
                 if emit is None:
                     rendered.append(output)
                 else:
@@ -199,8 +230,25 @@ def render_job(
     return rendered
 
 
-def _encode(planned: PlannedStep, image: Any) -> Rendered:
-    image = prepare(image, planned.format)
+def _killable(image: Any, stop: threading.Event | None) -> Any:
+    """``image``, wired so that evaluating it (copy, encode) dies once ``stop`` is set.
+
+    libvips emits ``eval`` every few tiles of an evaluation, from the evaluating thread;
+    ``set_kill`` makes the evaluation fail at once, freeing the thread."""
+    if stop is None:
+        return image
+
+    def check(evaluated: Any, progress: Any) -> None:
+        if stop.is_set():
+            evaluated.set_kill(True)
+
+    image.set_progress(True)
+    image.signal_connect("eval", check)
+    return image
+
+
+def _encode(planned: PlannedStep, image: Any, stop: threading.Event | None = None) -> Rendered:
+    image = _killable(prepare(image, planned.format), stop)
     return Rendered(
         step_id=planned.id,
         action=planned.action,
@@ -224,11 +272,15 @@ def _check_size(planned: PlannedStep, image: Any, limits: ImageLimits) -> None:
 
 
 @contextmanager
-def _step_errors(planned: PlannedStep) -> Iterator[None]:
+def _step_errors(planned: PlannedStep, stop: threading.Event | None = None) -> Iterator[None]:
     """libvips' own messages stay inside: the job gets a short one naming the step."""
+    if stop is not None and stop.is_set():
+        raise RenderStopped(planned.id)
     try:
         yield
     except pyvips.Error:
+        if stop is not None and stop.is_set():
+            raise RenderStopped(planned.id) from None  # killed, not a bad image
         raise ImageRejected(
             f"step {planned.id!r} ({planned.action}) could not be processed",
             code="processing_failed",

@@ -14,19 +14,19 @@ ever unpickled. Producer and worker must agree on it: build the worker from ``wo
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
-from arq.worker import Retry
+from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
+from pixelflow.adapters.queue.protocol import Handler
+from pixelflow.core.backoff import backoff
 from pixelflow.core.errors import QueueUnavailable
 from pixelflow.core.models import JobTask
 
@@ -38,7 +38,11 @@ PROCESS_JOB_FUNCTION = "process_job"
 # and decides itself when to stop, so arq's own limit only has to stay out of the way.
 ARQ_MAX_TRIES = 1_000
 
-Handler = Callable[[JobTask], Awaitable[None]]
+# Failures of a Redis call that mean "Redis is not there right now".
+_REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# The consumer polls this often, and backs off up to this long while Redis is down.
+_POLL_DELAY = 0.2
+_RECONNECT_CAP = 10.0
 
 _task_decoder = msgspec.msgpack.Decoder(JobTask)
 # arq puts exceptions into failure results; store their text rather than fail to encode them.
@@ -74,62 +78,44 @@ def worker_settings(*, name: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class _Redelivery:
-    """A running job's request to be delivered again (a retry scheduled by its own handler)."""
-
-    job_id: str
-    requested: bool = False
-    delay: float = 0.0
-
-
-_redelivery: contextvars.ContextVar[_Redelivery | None] = contextvars.ContextVar(
-    "pixelflow_arq_redelivery", default=None
-)
-
-
 async def handle_payload(handler: Handler, payload: bytes) -> None:
     """Run ``handler`` on an arq job's payload: the body of the ``process_job`` worker function.
 
-    arq keeps ``arq:job:<id>`` until a job finishes, so a handler cannot enqueue its own id
-    again while it runs. Instead ``ArqQueue.enqueue`` notes the request (see ``_running``) and
-    the job is handed back to arq with ``Retry(defer=delay)``, which keeps its id. The request
-    stands even if the handler then fails, as it would with ``LocalQueue``.
+    arq keeps ``arq:job:<id>`` until a job finishes, so a running job cannot be enqueued again
+    under its id; a retry the handler asks for (by returning a delay) is handed back to arq as
+    ``Retry(defer=delay)`` instead, which keeps the id.
     """
     task = decode_task(payload)
-    with _running(task.job_id) as redelivery:
-        try:
-            await handler(task)
-        except Exception:
-            if not redelivery.requested:
-                raise
-            logger.exception("handler failed for job %s after scheduling a retry", task.job_id)
-    if redelivery.requested:
-        raise Retry(defer=redelivery.delay)
-
-
-@contextmanager
-def _running(job_id: str) -> Iterator[_Redelivery]:
-    redelivery = _Redelivery(job_id)
-    token = _redelivery.set(redelivery)
-    try:
-        yield redelivery
-    finally:
-        _redelivery.reset(token)
+    retry_in = await handler(task)
+    if retry_in is not None:
+        raise Retry(defer=retry_in)
 
 
 class ArqQueue:
     def __init__(
-        self, redis: ArqRedis, *, name: str = "default", call_timeout: float = 2.0
+        self,
+        redis: ArqRedis,
+        *,
+        name: str = "default",
+        call_timeout: float = 2.0,
+        task_timeout: float = 300.0,
     ) -> None:
         self.name = name
         self._redis = redis
         # redis-py has no read timeout here (arq sets only the connect timeout): bound each call.
         self._timeout = call_timeout
+        # arq must never time a task out before its handler does: it would run it twice.
+        self._task_timeout = task_timeout
+        self._stopping: asyncio.Event | None = None
 
     @classmethod
     async def open(
-        cls, redis_url: str, *, name: str = "default", call_timeout: float = 2.0
+        cls,
+        redis_url: str,
+        *,
+        name: str = "default",
+        call_timeout: float = 2.0,
+        task_timeout: float = 300.0,
     ) -> ArqQueue:
         """Connect (one attempt) and return the queue; ``QueueUnavailable`` if Redis is down."""
         settings = RedisSettings.from_dsn(redis_url)
@@ -145,15 +131,9 @@ class ArqQueue:
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             raise QueueUnavailable("the queue (Redis) cannot be reached") from exc
-        return cls(redis, name=name, call_timeout=call_timeout)
+        return cls(redis, name=name, call_timeout=call_timeout, task_timeout=task_timeout)
 
     async def enqueue(self, task: JobTask, *, delay: float = 0.0) -> bool:
-        redelivery = _redelivery.get()
-        if redelivery is not None and redelivery.job_id == task.job_id:
-            if redelivery.requested:
-                return False
-            redelivery.requested, redelivery.delay = True, delay
-            return True
         async with self._redis_call():
             if await self._enqueue(task, delay):
                 return True
@@ -178,6 +158,55 @@ class ArqQueue:
         async with self._redis_call():
             count: int = await self._redis.zcard(self.name)
             return count
+
+    async def run(self, handler: Handler, *, concurrency: int) -> None:
+        """Consume with an arq ``Worker`` sharing this queue's connection pool.
+
+        arq's own ``Worker.main`` lets a Redis error escape its poll loop (a Redis restart
+        ends the process). Here the poll loop is driven step by step: an error backs off
+        (capped) and polling resumes once Redis answers again; redis-py reconnects by itself.
+        Jobs already running carry on meanwhile: their state is in the store, not in Redis.
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+        async def process_job(ctx: dict[str, Any], payload: bytes) -> None:
+            await handle_payload(handler, payload)
+
+        worker = Worker(
+            functions=[
+                func(
+                    process_job,
+                    name=PROCESS_JOB_FUNCTION,
+                    timeout=self._task_timeout,
+                )
+            ],
+            redis_pool=self._redis,
+            max_jobs=concurrency,
+            handle_signals=False,
+            poll_delay=_POLL_DELAY,
+            **worker_settings(name=self.name),
+        )
+        self._stopping = stopping = asyncio.Event()
+        polling = asyncio.create_task(_poll_forever(worker, self.name))
+        try:
+            await stopping.wait()
+            worker.allow_pick_jobs = False
+            running = [task for task in worker.tasks.values() if not task.done()]
+            if running:
+                await asyncio.wait(running)
+        finally:
+            polling.cancel()
+            left = [*worker.tasks.values(), polling]
+            for task in left:
+                task.cancel()
+            # Cancelled handlers hand their jobs back; let them finish doing so.
+            await asyncio.gather(*left, return_exceptions=True)
+            self._stopping = None
+
+    def stop_consuming(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
 
     async def ping(self) -> None:
         async with self._redis_call():
@@ -207,3 +236,24 @@ class ArqQueue:
                 yield
         except (RedisError, OSError, TimeoutError) as exc:
             raise QueueUnavailable("the queue (Redis) is unavailable") from exc
+
+
+async def _poll_forever(worker: Worker, name: str) -> None:
+    """arq's poll loop (``Worker.main`` without its pool set-up and start-up logs), riding out
+    Redis outages. The outage itself is reported by the worker's dependency watch, once."""
+    failures = 0
+    while True:
+        try:
+            # A private arq method, pinned by the arq version: the one step of its loop.
+            await worker._poll_iteration()
+        except Exception as exc:
+            if not isinstance(exc, _REDIS_DOWN):
+                # Not an outage (a bug, or arq surprising us): say so, and keep consuming.
+                logger.exception("queue %s: poll failed", name)
+            failures += 1
+            delay = backoff(failures, base=_POLL_DELAY, cap=_RECONNECT_CAP)
+            logger.debug("queue %s: poll failed (%r); again in %.1f s", name, exc, delay)
+            await asyncio.sleep(delay)
+            continue
+        failures = 0
+        await asyncio.sleep(_POLL_DELAY)

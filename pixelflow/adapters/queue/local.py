@@ -5,22 +5,20 @@ it finds in the store when it starts.
 
 A job id is *waiting* from ``enqueue`` until a handler picks it up (delayed tasks included) and
 *running* while its handler runs. ``enqueue`` refuses an id that is waiting, but accepts one that is
-only running: that is how a handler schedules another attempt of its own job (retry with backoff).
-Such a task is held back until the running handler returns, so one job never runs twice at once.
+only running: a task enqueued while its job runs (a handler returning a retry delay, or the
+reconciler) is held back until the running handler returns, so one job never runs twice at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
+from pixelflow.adapters.queue.protocol import Handler
 from pixelflow.core.errors import QueueUnavailable
 from pixelflow.core.models import JobTask
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[JobTask], Awaitable[None]]
 
 
 class LocalQueue:
@@ -34,6 +32,7 @@ class LocalQueue:
         # Tasks picked up while their job was still running, released when it returns.
         self._held: dict[str, JobTask] = {}
         self._consuming = False
+        self._stopping = False
         self._closed = False
 
     async def enqueue(self, task: JobTask, *, delay: float = 0.0) -> bool:
@@ -79,24 +78,32 @@ class LocalQueue:
         self._held.clear()
         self._ready.put_nowait(None)
 
-    async def run(self, handler: Handler, *, concurrency: int) -> None:
-        """Hand tasks to ``handler``, at most ``concurrency`` at once, until closed or cancelled.
+    def stop_consuming(self) -> None:
+        self._stopping = True
+        self._ready.put_nowait(None)
 
-        A handler's exception is logged and does not stop the consumer. Cancelling ``run()``
-        cancels the running handlers.
+    async def run(self, handler: Handler, *, concurrency: int) -> None:
+        """Hand tasks to ``handler``, at most ``concurrency`` at once, until closed, stopped
+        (``stop_consuming``) or cancelled.
+
+        A handler's exception is logged and does not stop the consumer. A handler that returns
+        a delay gets its task again after it. Cancelling ``run()`` cancels the running handlers.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if self._consuming:
             raise RuntimeError("this queue already has a consumer")
         self._consuming = True
+        self._stopping = False
         slots = asyncio.Semaphore(concurrency)
         try:
             async with asyncio.TaskGroup() as handlers:
                 while True:
                     await slots.acquire()
                     task = await self._ready.get()
-                    if task is None:
+                    if task is None or self._stopping:
+                        if task is not None:
+                            self._ready.put_nowait(task)  # left for a later consumer
                         break
                     if task.job_id not in self._waiting:
                         # Dropped by close() while it sat in the queue.
@@ -113,7 +120,12 @@ class LocalQueue:
 
     async def _execute(self, handler: Handler, task: JobTask, slots: asyncio.Semaphore) -> None:
         try:
-            await handler(task)
+            retry_in = await handler(task)
+            if retry_in is not None:
+                # Accepted while the job runs, held back until this handler returns (below).
+                await self.enqueue(task, delay=retry_in)
+        except QueueUnavailable:
+            pass  # closed meanwhile: the store still has the job as queued
         except Exception:
             logger.exception("queue %s: handler failed for job %s", self.name, task.job_id)
         finally:

@@ -176,15 +176,23 @@ class SqlStore(abc.ABC):
         return row is not None
 
     async def jobs_in(
-        self, status: JobStatus, *, updated_before: datetime, limit: int
+        self,
+        status: JobStatus,
+        *,
+        updated_before: datetime,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Job]:
+        statement = sql.jobs_in(status, updated_before=updated_before, limit=limit, after=after)
         async with self._connection() as conn:
-            rows = await conn.fetch(sql.jobs_in(status, updated_before=updated_before, limit=limit))
+            rows = await conn.fetch(statement)
         return [job_from_row(row) for row in rows]
 
-    async def expired_leases(self, *, now: datetime, limit: int) -> list[Job]:
+    async def expired_leases(
+        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Job]:
         async with self._connection() as conn:
-            rows = await conn.fetch(sql.expired_leases(now=now, limit=limit))
+            rows = await conn.fetch(sql.expired_leases(now=now, limit=limit, after=after))
         return [job_from_row(row) for row in rows]
 
     async def get_usage(self, job_id: str) -> Usage | None:

@@ -60,13 +60,23 @@ class Store(Protocol):
         ...
 
     async def jobs_in(
-        self, status: JobStatus, *, updated_before: datetime, limit: int
+        self,
+        status: JobStatus,
+        *,
+        updated_before: datetime,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Job]:
-        """Jobs in ``status`` last updated before the given time, oldest first (reconciler)."""
+        """Jobs in ``status`` last updated before the given time, oldest first by
+        ``(updated_at, id)`` (reconciler); ``after`` = the previous page's last
+        ``(updated_at, id)`` gives the next page."""
         ...
 
-    async def expired_leases(self, *, now: datetime, limit: int) -> list[Job]:
-        """``processing`` jobs whose lease ran out before ``now`` (their worker is gone)."""
+    async def expired_leases(
+        self, *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Job]:
+        """``processing`` jobs whose lease ran out before ``now`` (their worker is gone), by
+        ``(lease_expires_at, id)``; ``after`` = the previous page's last pair."""
         ...
 
     async def get_usage(self, job_id: str) -> Usage | None: ...

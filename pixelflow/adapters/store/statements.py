@@ -204,23 +204,41 @@ def renew_lease(job_id: str, *, attempt: int, until: datetime) -> Statement:
     )
 
 
-def jobs_in(status: JobStatus, *, updated_before: datetime, limit: int) -> Statement:
+def jobs_in(
+    status: JobStatus,
+    *,
+    updated_before: datetime,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> Statement:
     arg = _Args()
     # The status is inlined (it is one of the enum's fixed words) so that PostgreSQL's
     # generic plans can still use the partial index on queued jobs.
     return arg.statement(
         f"{_SELECT_JOB} WHERE j.status = '{JobStatus(status).value}'"
         f" AND j.updated_at < {arg(updated_before)}"
+        f"{_after('j.updated_at', after, arg)}"
         f" ORDER BY j.updated_at, j.id LIMIT {arg(limit)}"
     )
 
 
-def expired_leases(*, now: datetime, limit: int) -> Statement:
+def expired_leases(
+    *, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+) -> Statement:
     arg = _Args()
     return arg.statement(
         f"{_SELECT_JOB} WHERE j.status = 'processing' AND j.lease_expires_at < {arg(now)}"
+        f"{_after('j.lease_expires_at', after, arg)}"
         f" ORDER BY j.lease_expires_at, j.id LIMIT {arg(limit)}"
     )
+
+
+def _after(column: str, after: tuple[datetime, str] | None, arg: _Args) -> str:
+    """Keyset paging on ``(column, id)``: rows strictly after the previous page's last one."""
+    if after is None:
+        return ""
+    at, job_id = after
+    return f" AND ({column} > {arg(at)} OR ({column} = {arg(at)} AND j.id > {arg(job_id)}))"
 
 
 # -- webhooks ------------------------------------------------------------------------------------

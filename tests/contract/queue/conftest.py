@@ -1,8 +1,5 @@
-"""Every Queue implementation, each with a way to consume it as its production runtime does.
-
-``LocalQueue`` is consumed by its own ``run()``; ``ArqQueue`` by a real arq ``Worker`` running
-in-process against the test Redis, built from the same ``worker_settings`` the worker uses.
-"""
+"""Every Queue implementation, consumed through its own ``run()`` as the workers do (for
+``ArqQueue``: a real arq ``Worker`` in-process against the test Redis)."""
 
 from __future__ import annotations
 
@@ -10,24 +7,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from arq.connections import RedisSettings
-from arq.worker import Worker, func
 
-from pixelflow.adapters.queue.arq import (
-    PROCESS_JOB_FUNCTION,
-    ArqQueue,
-    handle_payload,
-    worker_settings,
-)
+from pixelflow.adapters.queue.arq import ArqQueue
 from pixelflow.adapters.queue.local import LocalQueue
 from pixelflow.adapters.queue.protocol import Queue
 from pixelflow.core.models import JobTask
 from tests.support.redis import RedisRun
 
-Handler = Callable[[JobTask], Awaitable[None]]
+Handler = Callable[[JobTask], Awaitable[float | None]]
 WAIT = 10.0  # seconds: the bound of every wait in this suite
 
 
@@ -45,7 +34,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[QueueUnderTes
         counter = iter(range(1_000_000))
         yield QueueUnderTest(
             queue=local,
-            consume=lambda handler: _consume_local(local, handler),
+            consume=lambda handler: _consume(local, handler),
             new_job_id=lambda: f"job-{next(counter)}",
         )
         await local.close()
@@ -57,7 +46,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[QueueUnderTes
     try:
         yield QueueUnderTest(
             queue=arq_queue,
-            consume=lambda handler: _consume_arq(run, handler),
+            consume=lambda handler: _consume(arq_queue, handler),
             new_job_id=run.job_id,
         )
     finally:
@@ -66,7 +55,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[QueueUnderTes
 
 
 @contextlib.asynccontextmanager
-async def _consume_local(queue: LocalQueue, handler: Handler) -> AsyncIterator[None]:
+async def _consume(queue: Queue, handler: Handler) -> AsyncIterator[None]:
     consumer = asyncio.create_task(queue.run(handler, concurrency=4))
     try:
         yield
@@ -76,45 +65,22 @@ async def _consume_local(queue: LocalQueue, handler: Handler) -> AsyncIterator[N
             await consumer
 
 
-@contextlib.asynccontextmanager
-async def _consume_arq(run: RedisRun, handler: Handler) -> AsyncIterator[None]:
-    async def process_job(ctx: dict[str, Any], payload: bytes) -> None:
-        await handle_payload(handler, payload)
-
-    worker = Worker(
-        functions=[func(process_job, name=PROCESS_JOB_FUNCTION)],
-        redis_settings=RedisSettings.from_dsn(run.url),
-        handle_signals=False,
-        poll_delay=0.05,
-        max_jobs=4,
-        **worker_settings(name=run.queue_name),
-    )
-    consumer = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        # close() cancels the worker's main task and whatever job is still running.
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-
-
 @dataclass
 class Deliveries:
     """A handler that records what it is given; ``effect`` runs first and may raise."""
 
-    effect: Callable[[JobTask, int], Awaitable[None]] | None = None
+    effect: Callable[[JobTask, int], Awaitable[float | None]] | None = None
     tasks: list[JobTask] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def __call__(self, task: JobTask) -> None:
+    async def __call__(self, task: JobTask) -> float | None:
         async with self._changed:
             self.tasks.append(task)
             seen = len(self.tasks)
             self._changed.notify_all()
         if self.effect is not None:
-            await self.effect(task, seen)
+            return await self.effect(task, seen)
+        return None
 
     async def wait_for(self, count: int) -> list[JobTask]:
         async with asyncio.timeout(WAIT), self._changed:

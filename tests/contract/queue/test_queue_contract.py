@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from pixelflow.core.models import JobTask
-from tests.contract.queue.conftest import Deliveries, QueueUnderTest, eventually
+from tests.contract.queue.conftest import WAIT, Deliveries, QueueUnderTest, eventually
 
 
 async def test_enqueue_is_once_per_job_id(subject: QueueUnderTest) -> None:
@@ -87,25 +88,53 @@ async def test_a_failing_handler_does_not_stop_the_consumer(subject: QueueUnderT
     assert [task.job_id for task in deliveries.tasks] == [failing, healthy, failing]
 
 
-async def test_a_handler_can_schedule_its_own_job_again(subject: QueueUnderTest) -> None:
-    """A retry with backoff: the running handler re-enqueues its own job id."""
+async def test_a_handler_returning_a_delay_gets_its_task_again(subject: QueueUnderTest) -> None:
+    """A retry with backoff: the running handler asks for its own task again, after 0.2 s."""
     queue, job_id = subject.queue, subject.new_job_id()
-    answers: list[bool] = []
+    pending_while_running: list[bool] = []
 
-    async def retry_once(task: JobTask, seen: int) -> None:
-        if seen == 1:
-            assert await queue.is_pending(task.job_id) is True
-            answers.append(await queue.enqueue(task, delay=0.2))
-            answers.append(await queue.enqueue(task))  # a duplicate of the retry
+    async def retry_once(task: JobTask, seen: int) -> float | None:
+        pending_while_running.append(await queue.is_pending(task.job_id))
+        return 0.2 if seen == 1 else None
 
     deliveries = Deliveries(effect=retry_once)
     async with subject.consume(deliveries):
         assert await queue.enqueue(JobTask(job_id=job_id)) is True
         await deliveries.wait_for(2)
         await eventually(lambda: _not_pending(subject, job_id))
+        await asyncio.sleep(0.5)  # and no third delivery
 
-    assert answers == [True, False]
+    assert pending_while_running == [True, True]
     assert deliveries.of(job_id) == [JobTask(job_id=job_id)] * 2
+
+
+async def test_stop_consuming_lets_running_handlers_finish(subject: QueueUnderTest) -> None:
+    queue, job_id, later = subject.queue, subject.new_job_id(), subject.new_job_id()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def block(task: JobTask, seen: int) -> None:
+        await release.wait()
+        finished.append(task.job_id)
+
+    deliveries = Deliveries(effect=block)
+    consumer = asyncio.create_task(queue.run(deliveries, concurrency=4))
+    try:
+        assert await queue.enqueue(JobTask(job_id=job_id)) is True
+        await deliveries.wait_for(1)
+        queue.stop_consuming()
+        assert await queue.enqueue(JobTask(job_id=later)) is True
+        await asyncio.sleep(0.5)
+        assert not consumer.done()  # still waiting for the running handler
+        release.set()
+        async with asyncio.timeout(WAIT):
+            await consumer
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+    assert finished == [job_id]
+    assert [task.job_id for task in deliveries.tasks] == [job_id]
 
 
 async def test_ping_succeeds_on_a_working_queue(subject: QueueUnderTest) -> None:
