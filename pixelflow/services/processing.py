@@ -23,6 +23,7 @@ from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.backoff import backoff
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
+    DatabaseUnavailable,
     ImageRejected,
     PixelflowError,
     ProcessingTimeout,
@@ -103,8 +104,13 @@ class Processor:
             return await self._process(task)
 
     async def _process(self, task: JobTask) -> Attempt:
-        with self.tracer.start_as_current_span("pixelflow.job.claim"):
-            job = await self._claim(task.job_id)
+        try:
+            with self.tracer.start_as_current_span("pixelflow.job.claim"):
+                job = await self._claim(task.job_id)
+        except DatabaseUnavailable:
+            # Still queued in the database: the reconciler enqueues it again once it is back.
+            log.warning("job %s: not claimed, the database is unavailable", task.job_id)
+            return Attempt(job_id=task.job_id, outcome="skipped")
         if job is None:
             return Attempt(job_id=task.job_id, outcome="skipped")
         log_context.bind(attempt=job.attempts, user_id=job.user_id)
@@ -118,6 +124,17 @@ class Processor:
         self.metrics.worker_active_jobs.inc()
         try:
             attempt = await self._run_with_lease(job)
+        except DatabaseUnavailable:
+            # The outcome could not be recorded (it may even have been, if the connection died
+            # during the commit). The job stays `processing` until its lease expires and the
+            # reconciler retries it; its outputs stay, for the next attempt overwrites them.
+            log.warning(
+                "job %s attempt %d: outcome not recorded, the database is unavailable; the "
+                "reconciler retries it once the lease expires",
+                job.id,
+                job.attempts,
+            )
+            attempt = Attempt(job_id=job.id, outcome="abandoned")
         finally:
             self.metrics.worker_active_jobs.dec()
         elapsed = time.monotonic() - started

@@ -291,11 +291,15 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def production_deployment(workdir: Path, s3: S3Endpoint, **env: str) -> Iterator[Deployment]:
-    """A deployment on a fresh database; processes stopped and data removed on exit."""
+def production_deployment(
+    workdir: Path, s3: S3Endpoint, *, redis_url: str | None = None, **env: str
+) -> Iterator[Deployment]:
+    """A deployment on a fresh database; processes stopped and data removed on exit.
+
+    ``redis_url`` points it at another Redis (a private one a test may restart or flush)."""
     workdir.mkdir(parents=True, exist_ok=True)
     database_url = run_sync(lambda: create_database("pixelflow_e2e"))
-    redis = RedisRun(url=e2e_redis_url())
+    redis = RedisRun(url=redis_url or e2e_redis_url())
     run_sync(redis.check)
     deployment = Deployment(workdir, database_url=database_url, s3=s3, redis=redis, env=env)
     try:

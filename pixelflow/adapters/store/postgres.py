@@ -48,13 +48,17 @@ class PostgresStore(SqlStore):
         cls,
         dsn: str,
         *,
-        min_size: int = 1,
+        min_size: int = 0,
         max_size: int = 10,
         migrate: bool = True,
         connect_timeout: float = 10.0,
         command_timeout: float = 30.0,
     ) -> PostgresStore:
-        """Connect a pool to ``dsn`` and, unless told not to, apply pending migrations."""
+        """Connect a pool to ``dsn`` and, unless told not to, apply pending migrations.
+
+        ``min_size`` is 0: with a floor, asyncpg keeps reconnecting in the background while
+        the server is down and logs a traceback each time; connections are opened on demand
+        instead (the migrations check the server is reachable at start-up)."""
         with _unavailable_on_error("cannot connect to PostgreSQL"):
             pool = await asyncpg.create_pool(
                 dsn,
