@@ -166,3 +166,38 @@ async def _wait_status(cluster: FaultCluster, job_id: str, statuses: set[str]) -
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} never reached {statuses}\n{cluster.deployment.logs()}")
+
+
+async def test_a_worker_started_while_redis_is_down_waits_for_it(
+    cluster: FaultCluster, marks: dict[str, int]
+) -> None:
+    """Start-up during an outage: the worker waits (one line), answers 503 on its /readyz
+    meanwhile, exits cleanly on SIGTERM, and starts by itself once Redis is back. A job started
+    meanwhile answers ``pending_reconcile`` and runs once the queue is back."""
+    async with cluster.client() as client:
+        cluster.watch.start()
+        job = await cluster.submit(client, start=False)
+        cluster.redis.stop()
+        try:
+            answer = await client.post(f"/v1/jobs/{job.job_id}/start")
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["state"] == "pending_reconcile", answer.text
+            assert answer.json()["status"] == "queued", answer.text
+
+            waiting = cluster.spawn_extra_worker("late")
+            leaving = cluster.spawn_extra_worker("leaving")
+            for process in (waiting, leaving):
+                process.wait_log("(queue_unavailable): waiting for it before starting")
+            async with httpx.AsyncClient(timeout=5) as http:
+                ready = await http.get(cluster.worker_readyz("late"))
+            assert ready.status_code == 503, ready.text
+            assert leaving.stop(timeout=20) == 0, leaving.log_tail()
+            await asyncio.sleep(2)
+            assert waiting.process is not None and waiting.process.poll() is None
+            assert waiting.log_text().count("waiting for it before starting") == 1
+        finally:
+            cluster.redis.start()
+        cluster.wait_worker_ready("late")
+        assert "every dependency is reachable: starting" in waiting.log_text()
+        await finish(cluster, [job], marks, outage="queue")
+    assert waiting.stop(timeout=40) == 0, waiting.log_tail()

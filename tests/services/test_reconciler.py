@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from pixelflow.core.clock import utc_now
 from pixelflow.core.models import JobTask, Transition
 from pixelflow.core.states import JobStatus
+from pixelflow.services import reconciler as reconciler_module
 from tests.services.conftest import Services
 from tests.services.test_processing import current, queued_job
 
@@ -79,3 +82,25 @@ async def test_queued_jobs_the_queue_lost_are_reenqueued_once(
     report = await services.reconciler(requeue_grace=3600).run_once()
     assert report.reenqueued == 0
     assert not await services.queue.is_pending(fresh.id)
+
+
+async def test_a_pass_pages_through_more_jobs_than_one_page(
+    services: Services, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog larger than a page: the jobs the queue still knows fill the first pages, and
+    the lost ones behind them are re-enqueued all the same (no silent cut at the page size)."""
+    monkeypatch.setattr(reconciler_module, "_PAGE", 2)
+    known = [await queued_job(services, fixtures_dir) for _ in range(5)]
+    for job in known:
+        assert await services.queue.enqueue(JobTask(job_id=job.id))
+    lost = [await queued_job(services, fixtures_dir) for _ in range(3)]
+    expiring = [await queued_job(services, fixtures_dir) for _ in range(5)]
+    for job in expiring:
+        await claim(services, job.id, lease=-1)
+
+    report = await services.reconciler(requeue_grace=0).run_once()
+    assert report.recovered == 5
+    assert report.reenqueued == 3
+    for job in lost + expiring:
+        assert await services.queue.is_pending(job.id)
+        assert (await current(services, job.id)).status is JobStatus.QUEUED

@@ -191,6 +191,11 @@ class FaultCluster:
             key, "worker", WORKER_METRICS_ADDR=f"127.0.0.1:{self.metrics_ports[name]}"
         )
 
+    def spawn_extra_worker(self, name: str) -> PixelflowProcess:
+        """One more worker, beyond the cluster's two (not waited for: it may be waiting)."""
+        self.metrics_ports[name] = free_port()
+        return self.spawn_worker(name)
+
     def worker_key(self, name: str) -> str:
         """The process name of worker ``name``'s latest generation."""
         return [key for key in self.deployment.processes if key.split("#")[0] == name][-1]
