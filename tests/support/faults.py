@@ -281,13 +281,13 @@ class FaultCluster:
         }
         if source_type == "local_file":
             body["object_key"] = f"{kind}.jpg"
-        created = await self._call(client, "POST", "/v1/jobs", json=body)
+        created = await self.call(client, "POST", "/v1/jobs", json=body)
         job = Submitted(created["job_id"], kind, source_type)
         if source_type == "s3_presigned":
             await self._upload(created["upload"]["presigned_put_url"], self.images[kind])
         self.watch.job_ids.add(job.job_id)
         if start:
-            await self._call(client, "POST", f"/v1/jobs/{job.job_id}/start")
+            await self.call(client, "POST", f"/v1/jobs/{job.job_id}/start")
         return job
 
     async def submit_batch(
@@ -299,7 +299,7 @@ class FaultCluster:
         sources: list[SourceType] = ["s3_presigned", "local_file"]
         return [await self.submit(client, rng.choice(kinds), sources[i % 2]) for i in range(count)]
 
-    async def _call(
+    async def call(
         self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
     ) -> dict[str, Any]:
         deadline = time.monotonic() + 90
