@@ -8,7 +8,8 @@ arq refuses an id while a *result* is kept for it too, so the worker must run wi
 ``keep_result=0`` (see ``worker_settings``); ``enqueue`` also clears a stale result it finds.
 
 The arq envelope is msgpack rather than arq's default pickle, so nothing read back from Redis is
-ever unpickled. Producer and worker must agree on it: build the worker from ``worker_settings``.
+ever unpickled. Producer and consumer agree on it: ``run`` builds its arq ``Worker`` from
+``worker_settings``, on this queue's own connection pool. Nothing outside this module touches arq.
 """
 
 from __future__ import annotations

@@ -17,7 +17,13 @@ class Queue(Protocol):
 
     async def enqueue(self, task: JobTask, *, delay: float = 0.0) -> bool:
         """Enqueue with the job id as the task id: True if enqueued now, False if a task for
-        this job is already waiting or running (so a job is never enqueued twice).
+        this job is already waiting (so a job never waits in the queue twice).
+
+        While the job's task is *running*, the implementations differ, and both are safe:
+        ``ArqQueue`` answers False (arq keeps the job's key until it ends), ``LocalQueue``
+        accepts the task and holds it back until the running handler returns. Neither ever runs
+        one job twice at once. A handler wanting its own task again returns a delay instead
+        (see ``Handler``).
 
         Raises ``QueueUnavailable`` when the queue cannot take it (backend down, queue closed):
         nothing is enqueued then, and the caller decides (``start`` leaves the job to the
