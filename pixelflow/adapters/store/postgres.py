@@ -58,7 +58,7 @@ class PostgresStore(SqlStore):
 
         ``min_size`` is 0: with a floor, asyncpg keeps reconnecting in the background while
         the server is down and logs a traceback each time; connections are opened on demand
-        instead (the migrations check the server is reachable at start-up)."""
+        instead, and one is opened here to check the server is reachable."""
         with _unavailable_on_error("cannot connect to PostgreSQL"):
             pool = await asyncpg.create_pool(
                 dsn,
@@ -69,6 +69,10 @@ class PostgresStore(SqlStore):
                 reset=_keep_session,
             )
         try:
+            with _unavailable_on_error("cannot connect to PostgreSQL"):
+                # The pool opens no connection by itself (no floor): check the server now.
+                async with pool.acquire(timeout=connect_timeout):
+                    pass
             if migrate:
                 with _unavailable_on_error():
                     await apply_migrations(pool)
