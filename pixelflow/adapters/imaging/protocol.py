@@ -61,7 +61,9 @@ class Imaging(Protocol):
         ``SourceTooLarge`` before decoding when the header's dimensions or the byte size exceed
         ``limits``, and ``ImageRejected(code="invalid_image")`` for empty, truncated or
         non-image input or a format outside the allowlist. ``on_step`` is told of each step
-        as it finishes (from the rendering thread)."""
+        as it finishes (from the rendering thread). Cancelling it stops the render: the
+        cancellation is raised only once no thread works for this render any more, so a
+        caller's slot is never freed while the old render still runs."""
         ...
 
     def memory_in_use(self) -> int | None:
