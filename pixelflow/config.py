@@ -90,6 +90,7 @@ class Settings(Struct, kw_only=True, frozen=True):
     worker_retry_backoff: float
     worker_retry_max_backoff: float
     worker_lease_seconds: float
+    worker_shutdown_grace: float
     reconcile_interval: float
     webhook_signing_secret: str | None
     webhook_allow_private: bool
@@ -373,6 +374,7 @@ def load_settings(
         worker_retry_backoff=retry_backoff,
         worker_retry_max_backoff=retry_max_backoff,
         worker_lease_seconds=env.parse("WORKER_LEASE_SECONDS", "30", lambda n, r: _float(n, r, 1)),
+        worker_shutdown_grace=env.parse("WORKER_SHUTDOWN_GRACE", "25", _float),
         reconcile_interval=env.parse(
             "WORKER_RECONCILE_INTERVAL", "15", lambda n, r: _float(n, r, 0.1)
         ),

@@ -29,9 +29,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
 
 
 @pytest.fixture
-def marks(cluster: FaultCluster) -> dict[str, int]:
-    """Where each process's log stood when the scenario began."""
-    return cluster.log_marks()
+def marks(cluster: FaultCluster) -> Iterator[dict[str, int]]:
+    """Where each process's log stood when the scenario began; afterwards, whatever the
+    scenario left broken (it failed halfway) is healed for the next one."""
+    yield cluster.log_marks()
+    cluster.heal()
 
 
 async def run_batch(cluster: FaultCluster, client: httpx.AsyncClient, seed: int) -> list[Submitted]:
@@ -80,6 +82,9 @@ async def test_worker_sigterm_mid_job_exits_cleanly(
         process = cluster.worker("worker-b")
         assert cluster.terminate_worker("worker-b") == 0, process.log_tail()
         assert "worker stopped" in process.log_text(), process.log_tail()
+        # It held two jobs (one rendering, one waiting for its slot) when the half-second
+        # grace ran out: they went back to the queue rather than to their leases' expiry.
+        assert "handed back to the queue at shutdown" in process.log_text(), process.log_tail()
         cluster.restart_worker("worker-b")
         await finish(cluster, jobs, marks)
 

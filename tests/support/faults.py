@@ -58,6 +58,8 @@ CLUSTER_ENV = {
     "WORKER_CONCURRENCY": "2",
     "WORKER_MAX_ACTIVE_JOBS": "1",
     "PIXELFLOW_RATE_LIMIT_CAPACITY": "0",
+    # SIGTERM hands back what is still running after half a second: the hand-back path runs.
+    "WORKER_SHUTDOWN_GRACE": "0.5",
 }
 
 
@@ -235,6 +237,16 @@ class FaultCluster:
         ]
 
     # -- faults ------------------------------------------------------------------------------
+
+    def heal(self) -> None:
+        """Every dependency up and both workers running again, whatever a scenario left."""
+        self.pg_proxy.restore()
+        if not self.s3.running:
+            self.s3.start()
+        if not self.redis.running:
+            self.redis.start()
+        for name in self.dead_workers():
+            self.restart_worker(name)
 
     def kill_worker(self, name: str) -> None:
         self.worker(name).kill()
