@@ -115,9 +115,27 @@ async def test_postgres_outage(cluster: FaultCluster, marks: dict[str, int]) -> 
         await asyncio.sleep(1.5)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"] == "unavailable"
-        await asyncio.sleep(2)
+        # The worker says so too, on its metrics port (its watch probes every 2 s).
+        await _until_worker_reports(cluster, "worker-a", database_up=False)
         cluster.pg_proxy.restore()
+        await _until_worker_reports(cluster, "worker-a", database_up=True)
         await finish(cluster, jobs, marks, outage="database")
+
+
+async def _until_worker_reports(cluster: FaultCluster, name: str, *, database_up: bool) -> None:
+    """Until the worker's /readyz and pixelflow_dependency_up agree the database is (not) up."""
+    readyz = cluster.worker_readyz(name)
+    metrics = readyz.removesuffix("/readyz") + "/metrics"
+    gauge = f'pixelflow_dependency_up{{dependency="database"}} {1.0 if database_up else 0.0}'
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(100):
+            ready, scraped = await http.get(readyz), await http.get(metrics)
+            checks = ready.json().get("checks") or {}
+            if gauge in scraped.text and (checks.get("database") == "ok") is database_up:
+                assert ready.status_code == (200 if database_up else 503), ready.text
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never reported database up={database_up}: {ready.text}")
 
 
 async def test_s3_stop_and_start(cluster: FaultCluster, marks: dict[str, int]) -> None:
