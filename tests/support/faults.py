@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -469,7 +470,7 @@ class FaultCluster:
         conn = await asyncpg.connect(self.deployment.database_url, timeout=10)
         try:
             await conn.set_type_codec(
-                "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
             )
             rows = await conn.fetch(
                 "SELECT id, status, attempts, outputs, error FROM jobs WHERE id = ANY($1)", ids
@@ -505,18 +506,6 @@ class FaultCluster:
                 Bucket=self.deployment.bucket, Prefix=f"outputs/{job_id}/"
             )
         return {item["Key"]: item["Size"] for item in listed.get("Contents", [])}
-
-
-def _json_dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _json_loads(value: str) -> Any:
-    import json
-
-    return json.loads(value)
 
 
 def _proxied(database_url: str, port: int) -> str:
