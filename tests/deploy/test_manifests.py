@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from pixelflow.config import Role, load_settings, parse_address
-from pixelflow.worker.arq_worker import _SHUTDOWN_GRACE
 from tests.support.envdoc import REPO, documented, interpolate, references
 
 KUBE = REPO / "deploy" / "kubernetes"
@@ -124,7 +123,10 @@ def test_worker_resources_come_from_a_measurement_and_cover_it() -> None:
 
 def test_worker_gets_longer_than_its_shutdown_grace_to_stop() -> None:
     spec = kube("Deployment", "pixelflow-worker")["spec"]["template"]["spec"]
-    assert spec["terminationGracePeriodSeconds"] > _SHUTDOWN_GRACE
+    (worker,) = containers(kube("Deployment", "pixelflow-worker"))
+    worker_env = {item["name"]: item["value"] for item in worker["env"]}
+    grace = load_settings(Role.WORKER, kube_env(worker_env)).worker_shutdown_grace
+    assert spec["terminationGracePeriodSeconds"] > grace
 
 
 def test_services_budgets_and_autoscaler_point_at_the_deployments() -> None:

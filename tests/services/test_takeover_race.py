@@ -101,7 +101,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         try:
             yield Rig(
                 store,
-                LocalObjectStorage(tmp_path / "objects", public_url="http://t", secret=b"k"),
+                await LocalObjectStorage.open(
+                    tmp_path / "objects", public_url="http://t", secret=b"k"
+                ),
                 imaging,
             )
         finally:
