@@ -80,10 +80,11 @@ async def test_worker_sigterm_mid_job_exits_cleanly(
     async with cluster.client() as client:
         jobs = await run_batch(cluster, client, seed=2)
         process = cluster.worker("worker-b")
+        await _until_busy(cluster, "worker-b")
         assert cluster.terminate_worker("worker-b") == 0, process.log_tail()
         assert "worker stopped" in process.log_text(), process.log_tail()
-        # It held two jobs (one rendering, one waiting for its slot) when the half-second
-        # grace ran out: they went back to the queue rather than to their leases' expiry.
+        # With no grace (the cluster's setting), the jobs it held went back to the queue at
+        # once rather than to their leases' expiry.
         assert "handed back to the queue at shutdown" in process.log_text(), process.log_tail()
         cluster.restart_worker("worker-b")
         await finish(cluster, jobs, marks)
@@ -224,3 +225,15 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(
         assert "every dependency is reachable: starting" in waiting.log_text()
         await finish(cluster, [job], marks, outage="queue")
     assert waiting.stop(timeout=40) == 0, waiting.log_tail()
+
+
+async def _until_busy(cluster: FaultCluster, name: str) -> None:
+    """Until the worker reports a job in flight (``pixelflow_worker_active_jobs`` > 0)."""
+    metrics = cluster.worker_readyz(name).removesuffix("/readyz") + "/metrics"
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(300):
+            for line in (await http.get(metrics)).text.splitlines():
+                if line.startswith("pixelflow_worker_active_jobs ") and float(line.split()[1]) > 0:
+                    return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} never had a job in flight")

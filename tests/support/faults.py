@@ -59,8 +59,8 @@ CLUSTER_ENV = {
     "WORKER_CONCURRENCY": "2",
     "WORKER_MAX_ACTIVE_JOBS": "1",
     "PIXELFLOW_RATE_LIMIT_CAPACITY": "0",
-    # SIGTERM hands back what is still running after half a second: the hand-back path runs.
-    "WORKER_SHUTDOWN_GRACE": "0.5",
+    # SIGTERM hands back at once what is still running: the hand-back path runs.
+    "WORKER_SHUTDOWN_GRACE": "0",
 }
 
 
