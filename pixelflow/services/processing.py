@@ -337,6 +337,20 @@ class Processor:
             with contextlib.suppress(PixelflowError):
                 await self.storage.delete(output.object_key)
 
+    async def _delete_before_failing(self, job: Job, outputs: list[Output]) -> None:
+        """Delete this attempt's outputs just before it fails the job, but only while it still
+        owns the job (renewing its lease proves it): the keys are deterministic, so after a
+        takeover they are the live attempt's outputs too."""
+        until = self.clock() + timedelta(seconds=self.policy.lease_seconds)
+        try:
+            owned = await self.store.renew_lease(job.id, attempt=job.attempts, until=until)
+        except PixelflowError:
+            return  # cannot tell: keeping an orphan beats deleting a live attempt's outputs
+        if owned:
+            for output in outputs:
+                with contextlib.suppress(PixelflowError):
+                    await self.storage.delete(output.object_key)
+
     async def _failed(
         self, job: Job, exc: PixelflowError, written: list[Output] | None = None
     ) -> Attempt:
@@ -366,7 +380,7 @@ class Processor:
         if not retry and written:
             # A failed job has no outputs: what this attempt wrote (up to the output cap) goes,
             # before the job reads as failed, so a client never finds a failed job's files.
-            await self._discard(job, written)
+            await self._delete_before_failing(job, written)
         if await self.store.transition(change) is None:
             return Attempt(job_id=job.id, outcome="abandoned", error=error)
         return Attempt(

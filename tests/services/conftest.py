@@ -60,7 +60,9 @@ class SlowStorage:
     def __init__(self, inner: ObjectStorage) -> None:
         self.inner = inner
 
-    async def get(self, key: str) -> bytes:
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, if_match: str | None = None
+    ) -> bytes:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
