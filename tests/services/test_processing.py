@@ -6,14 +6,12 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import msgspec
-
 from pixelflow.core.backoff import backoff
-from pixelflow.core.clock import new_job_id, utc_now
-from pixelflow.core.formats import upload_key
-from pixelflow.core.models import Job, JobTask, Step, Transition
+from pixelflow.core.clock import utc_now
+from pixelflow.core.models import Job, JobTask, Transition
 from pixelflow.core.states import JobStatus
 from tests.services.conftest import FlakyStorage, GatedImaging, Services, SlowStorage
+from tests.support.queued_jobs import queued_upload
 
 RESIZE = [{"id": "small", "action": "resize", "width": 64, "format": "png"}]
 
@@ -26,36 +24,8 @@ async def queued_job(
     uploaded: bool = True,
     pipeline: list[dict[str, object]] = RESIZE,
 ) -> Job:
-    job_id = new_job_id()
-    now = utc_now()
-    job = Job(
-        id=job_id,
-        user_id="u",
-        status=JobStatus.CREATED,
-        source_type="s3_presigned",
-        object_key=upload_key(job_id),
-        webhook_url=None,
-        pipeline=msgspec.convert(pipeline, type=list[Step]),
-        created_at=now,
-        updated_at=now,
-    )
-    await services.store.create_job(job)
-    if uploaded:
-        data = (fixtures_dir / source).read_bytes()
-        await services.storage.put(job.object_key, data, content_type="image/jpeg")
-    # As `start` does: pin the version of the upload that was verified.
-    info = await services.storage.stat(job.object_key)
-    queued = await services.store.transition(
-        Transition(
-            job_id=job_id,
-            expected=frozenset({JobStatus.CREATED}),
-            target=JobStatus.QUEUED,
-            at=now,
-            source_etag=info.etag if info is not None else None,
-        )
-    )
-    assert queued is not None
-    return queued
+    data = (fixtures_dir / source).read_bytes() if uploaded else None
+    return await queued_upload(services.store, services.storage, pipeline, data)
 
 
 async def current(services: Services, job_id: str) -> Job:

@@ -12,11 +12,10 @@ from pathlib import Path
 import msgspec
 
 from pixelflow.adapters.imaging.protocol import ImageLimits
-from pixelflow.core.clock import new_job_id, utc_now
-from pixelflow.core.formats import upload_key
-from pixelflow.core.models import Job, JobTask, Step, Transition
+from pixelflow.core.models import JobTask, Step
 from pixelflow.core.states import JobStatus
 from tests.services.conftest import Services
+from tests.support.queued_jobs import queued_upload
 
 # Far more than a second of work on any machine: an 8000 px wide (43 MP) upscale, blurred at σ 100.
 IMPOSSIBLE = [
@@ -30,36 +29,11 @@ TIMEOUT = 1.0
 STOP_BOUND = 5.0
 
 
-async def queued(services: Services, data: bytes, pipeline: list[dict[str, object]]) -> Job:
-    job_id, now = new_job_id(), utc_now()
-    await services.store.create_job(
-        Job(
-            id=job_id,
-            user_id="u",
-            status=JobStatus.CREATED,
-            source_type="s3_presigned",
-            object_key=upload_key(job_id),
-            webhook_url=None,
-            pipeline=msgspec.convert(pipeline, type=list[Step]),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    await services.storage.put(upload_key(job_id), data, content_type="image/jpeg")
-    job = await services.store.transition(
-        Transition(
-            job_id=job_id, expected=frozenset({JobStatus.CREATED}), target=JobStatus.QUEUED, at=now
-        )
-    )
-    assert job is not None
-    return job
-
-
 async def test_a_render_past_the_timeout_is_stopped_and_tried_at_most_twice(
     services: Services, fixtures_dir: Path
 ) -> None:
     data = (fixtures_dir / "rocket.jpg").read_bytes()
-    job = await queued(services, data, IMPOSSIBLE)
+    job = await queued_upload(services.store, services.storage, IMPOSSIBLE, data)
     # One libvips thread (the fixture's pool has one worker) and one slot.
     processor = services.processor(job_timeout=TIMEOUT, max_attempts=5, max_active_jobs=1)
 
@@ -87,7 +61,7 @@ async def test_a_render_past_the_timeout_is_stopped_and_tried_at_most_twice(
     assert final.error is not None and final.error.code == "render_timeout"
 
     # The pool's only thread is free: a quick render runs at once.
-    quick = await queued(services, data, QUICK)
+    quick = await queued_upload(services.store, services.storage, QUICK, data)
     started = time.monotonic()
     result = await services.processor().process(JobTask(job_id=quick.id))
     assert result.outcome == "succeeded"

@@ -10,16 +10,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from pixelflow.adapters.imaging.vips import VipsImaging
 from pixelflow.adapters.queue.local import LocalQueue
 from pixelflow.adapters.storage.local import LocalObjectStorage
 from pixelflow.adapters.store.postgres import PostgresStore
-from pixelflow.core.clock import new_job_id, utc_now
-from pixelflow.core.formats import upload_key
-from pixelflow.core.models import Job, JobTask, Step, Transition
+from pixelflow.core.clock import utc_now
+from pixelflow.core.models import Job, JobTask, Transition
 from pixelflow.core.states import JobStatus
 from pixelflow.services.policy import WorkerPolicy
 from pixelflow.services.processing import Processor
@@ -27,6 +25,7 @@ from pixelflow.services.reconciler import Reconciler
 from pixelflow.telemetry.metrics import Metrics
 from tests.services.conftest import GatedImaging
 from tests.support.postgres import temporary_database
+from tests.support.queued_jobs import queued_upload
 
 PIPELINE = [
     {"id": "small", "action": "resize", "width": 64, "format": "png"},
@@ -62,30 +61,7 @@ class Rig:
         )
 
     async def queued_job(self, data: bytes) -> Job:
-        job_id, now = new_job_id(), utc_now()
-        job = Job(
-            id=job_id,
-            user_id="u",
-            status=JobStatus.CREATED,
-            source_type="s3_presigned",
-            object_key=upload_key(job_id),
-            webhook_url=None,
-            pipeline=msgspec.convert(PIPELINE, type=list[Step]),
-            created_at=now,
-            updated_at=now,
-        )
-        await self.store.create_job(job)
-        await self.storage.put(job.object_key, data, content_type="image/jpeg")
-        queued = await self.store.transition(
-            Transition(
-                job_id=job_id,
-                expected=frozenset({JobStatus.CREATED}),
-                target=JobStatus.QUEUED,
-                at=now,
-            )
-        )
-        assert queued is not None
-        return queued
+        return await queued_upload(self.store, self.storage, PIPELINE, data)
 
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
