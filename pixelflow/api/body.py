@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 
@@ -14,7 +14,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     return b"".join([chunk async for chunk in body_chunks(request, limit=limit)])
 
 
-async def body_chunks(request: Request, *, limit: int) -> AsyncIterator[bytes]:
+async def body_chunks(request: Request, *, limit: int) -> AsyncGenerator[bytes, None]:
     """The body as it arrives, refusing (413) as soon as it passes ``limit`` bytes: a declared
     Content-Length is checked before reading, a chunked body while reading."""
     declared = request.headers.get("content-length")

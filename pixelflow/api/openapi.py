@@ -54,6 +54,15 @@ def build_openapi(routes: Iterable[BaseRoute], *, bearer: bool = False) -> dict[
     return document
 
 
+# A form upload (``upload.presigned_post``): its signed fields as given, then the file.
+_FORM_UPLOAD: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary"}},
+    "additionalProperties": {"type": "string"},
+}
+
+
 def _body_types(spec: Spec) -> list[type[Any]]:
     candidates = [spec.request, *spec.responses.values()]
     return [t for t in candidates if t is not None and not isinstance(t, Raw)]
@@ -64,6 +73,8 @@ def _content(body: type[Any] | Raw) -> dict[str, Any] | None:
         return {"application/json": {"schema": {"$ref": _REF.format(name=body.__name__)}}}
     if body.media_type is None:
         return None
+    if body.media_type == "multipart/form-data":
+        return {body.media_type: {"schema": _FORM_UPLOAD}}
     schema: dict[str, Any] = {"type": "string"}
     if body.media_type != "application/json" and not body.media_type.startswith("text/"):
         schema["contentMediaType"] = body.media_type

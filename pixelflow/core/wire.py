@@ -30,11 +30,22 @@ class CreateJobRequest(Struct, kw_only=True, forbid_unknown_fields=True):
     pipeline: Annotated[list[Step], Meta(min_length=1)]
 
 
+class PresignedPostInfo(Struct, kw_only=True):
+    """A size-bounded upload: POST ``url`` as multipart/form-data with every field of ``fields``,
+    then the image as a last part named ``file``."""
+
+    url: str
+    fields: dict[str, str]
+
+
 class UploadInfo(Struct, kw_only=True):
     object_key: str
+    # Any size (the original PixelFlow's upload): the worker still reads at most the limit.
     presigned_put_url: str
     presigned_url_state: Literal["ready", "not_required"]
     expires_at: datetime | None = None
+    # The bounded twin of presigned_put_url: the storage refuses more than max_source_bytes.
+    presigned_post: PresignedPostInfo | None = None
 
 
 class CreateJobResponse(Struct, kw_only=True):
@@ -167,6 +178,16 @@ class ListJobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
         str | UnsetType, Meta(description="The previous page's next_cursor (none: first page).")
     ] = UNSET
     status: Annotated[JobStatus | UnsetType, Meta(description="Only jobs in this status.")] = UNSET
+
+
+class SignedPostFields(Struct, kw_only=True):
+    """The signed fields of a form upload to the embedded storage (``upload.presigned_post``):
+    pass them back as they were given."""
+
+    key: str = ""
+    expires: str = ""
+    max_bytes: str = ""
+    signature: str = ""
 
 
 class SignedUrlQuery(Struct, kw_only=True):

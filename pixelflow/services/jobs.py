@@ -33,7 +33,13 @@ from pixelflow.core.models import (
 )
 from pixelflow.core.states import CANCELABLE, JobStatus
 from pixelflow.core.validation import validate_pipeline
-from pixelflow.core.wire import CreateJobRequest, CreateJobResponse, StartJobResponse, UploadInfo
+from pixelflow.core.wire import (
+    CreateJobRequest,
+    CreateJobResponse,
+    PresignedPostInfo,
+    StartJobResponse,
+    UploadInfo,
+)
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.policy import JobPolicy
 from pixelflow.telemetry.tracing import context_from, current_traceparent
@@ -147,11 +153,17 @@ class JobService:
             presigned = await self.storage.presign_put(
                 job.object_key, expires_in=self.policy.presign_expiry
             )
+            post = await self.storage.presign_post(
+                job.object_key,
+                expires_in=self.policy.presign_expiry,
+                max_bytes=self.policy.max_source_bytes,
+            )
             upload = UploadInfo(
                 object_key=job.object_key,
                 presigned_put_url=presigned.url,
                 presigned_url_state="ready",
                 expires_at=presigned.expires_at,
+                presigned_post=PresignedPostInfo(url=post.url, fields=post.fields),
             )
         else:
             upload = UploadInfo(

@@ -1,9 +1,10 @@
 """Object storage in a local directory, for the single-process ``serve`` mode.
 
 Objects are plain files under ``root``. Clients upload through the API itself
-(``PUT /v1/objects/{key}``) with URLs signed by this class (see ``signing``): the object service
-calls ``verify`` and then ``put_stream``. Downloads go through the outputs route, which streams
-``open_stream`` (``download_url`` is None: there is no other server to redirect to).
+(``PUT /v1/objects/{key}``, or the bounded form upload ``POST /v1/objects``) with URLs signed
+by this class (see ``signing``): the object service calls ``verify`` and then ``put_stream``.
+Downloads go through the outputs route, which streams ``open_stream`` (``download_url`` is None:
+there is no other server to redirect to).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 from pixelflow.adapters.storage import signing
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
+from pixelflow.adapters.storage.protocol import (
+    CHUNK_BYTES,
+    ObjectInfo,
+    PresignedPost,
+    PresignedUrl,
+)
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
     InvalidInput,
@@ -84,17 +90,43 @@ class LocalObjectStorage:
     async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
         return self._presign("PUT", key, expires_in)
 
+    async def presign_post(self, key: str, *, expires_in: int, max_bytes: int) -> PresignedPost:
+        """The same shape as S3's presigned POST, served by ``POST /v1/objects``: the fields
+        carry the key, the expiry and the size limit, all covered by the signature."""
+        check_key(key)
+        expires = int(self._clock().timestamp()) + expires_in
+        signature = signing.sign(self._secret, "POST", key, expires, max_bytes)
+        return PresignedPost(
+            url=f"{self._public_url}/v1/objects",
+            fields={
+                "key": key,
+                "expires": str(expires),
+                "max_bytes": str(max_bytes),
+                "signature": signature,
+            },
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
+
     async def download_url(self, key: str, *, expires_in: int) -> str | None:
         # There is nowhere to redirect to: the API serves the bytes itself.
         return None
 
-    def verify(self, method: str, key: str, expires: str, signature: str, *, now: datetime) -> None:
+    def verify(
+        self,
+        method: str,
+        key: str,
+        expires: str,
+        signature: str,
+        *,
+        now: datetime,
+        max_bytes: str | None = None,
+    ) -> None:
         """Check a signed request for ``method`` on ``key``; raises ``Unauthorized`` with code
         ``invalid_signature`` or ``url_expired``. Pass the request's own method (``GET`` for a
-        ``HEAD``), not the URL's ``method`` parameter."""
+        ``HEAD``), not the URL's ``method`` parameter, and a form upload's ``max_bytes``."""
         # No key check needed here: we sign only valid keys, so a bad one fails the MAC, and
         # put_stream checks it again anyway.
-        signing.verify(self._secret, method, key, expires, signature, now=now)
+        signing.verify(self._secret, method, key, expires, signature, now=now, max_bytes=max_bytes)
 
     def _presign(self, method: str, key: str, expires_in: int) -> PresignedUrl:
         check_key(key)

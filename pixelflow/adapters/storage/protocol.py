@@ -15,6 +15,16 @@ class PresignedUrl(Struct, kw_only=True):
     expires_at: datetime
 
 
+class PresignedPost(Struct, kw_only=True):
+    """An HTML-form upload: POST ``url`` as ``multipart/form-data`` with every one of ``fields``
+    and then the bytes as a part named ``file`` (last). Unlike a presigned PUT, the signed policy
+    bounds the size: the server refuses a file over the limit before storing it."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
 # Bytes are read and written in pieces this large: big enough that a thread hop or a socket
 # write per piece costs little, small enough that a download holds little memory.
 CHUNK_BYTES = 256 * 1024
@@ -41,7 +51,14 @@ class ObjectInfo(Struct, kw_only=True, frozen=True):
 
 class ObjectStorage(Protocol):
     async def presign_put(self, key: str, *, expires_in: int) -> PresignedUrl:
-        """A URL a client can PUT the object's bytes to, without credentials."""
+        """A URL a client can PUT the object's bytes to, without credentials (any size: see
+        ``presign_post`` for a bounded upload)."""
+        ...
+
+    async def presign_post(self, key: str, *, expires_in: int, max_bytes: int) -> PresignedPost:
+        """A form upload of the object (see ``PresignedPost``) that the storage server refuses
+        unless the file is 1 to ``max_bytes`` bytes long, is sent to exactly ``key`` and the
+        signed fields are unchanged."""
         ...
 
     async def download_url(self, key: str, *, expires_in: int) -> str | None:
@@ -107,12 +124,22 @@ class SourceFiles(Protocol):
 @runtime_checkable
 class SelfServedStorage(ObjectStorage, Protocol):
     """Storage whose signed upload URLs point at the API itself (the embedded local directory):
-    the API serves ``PUT /v1/objects/{key}``, checks each request with ``verify`` and writes the
-    body with ``put_stream``."""
+    the API serves ``PUT /v1/objects/{key}`` and the form upload ``POST /v1/objects``, checks
+    each request with ``verify`` and writes the body with ``put_stream``."""
 
-    def verify(self, method: str, key: str, expires: str, signature: str, *, now: datetime) -> None:
+    def verify(
+        self,
+        method: str,
+        key: str,
+        expires: str,
+        signature: str,
+        *,
+        now: datetime,
+        max_bytes: str | None = None,
+    ) -> None:
         """Raise ``Unauthorized`` (``invalid_signature`` or ``url_expired``) unless the URL's
-        signature is valid for this method, key and expiry."""
+        signature is valid for this method, key and expiry (and, for a form upload, the size
+        limit it was signed with)."""
         ...
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:

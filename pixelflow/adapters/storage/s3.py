@@ -16,7 +16,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES, ObjectInfo, PresignedUrl
+from pixelflow.adapters.storage.protocol import (
+    CHUNK_BYTES,
+    ObjectInfo,
+    PresignedPost,
+    PresignedUrl,
+)
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
     InvalidInput,
@@ -106,6 +111,19 @@ class S3ObjectStorage:
         expires_at = self._clock() + timedelta(seconds=expires_in)
         url = await self._presign("put_object", key, expires_in)
         return PresignedUrl(url=url, expires_at=expires_at)
+
+    async def presign_post(self, key: str, *, expires_in: int, max_bytes: int) -> PresignedPost:
+        expires_at = self._clock() + timedelta(seconds=expires_in)
+        # The policy pins the bucket and the exact key (botocore adds both conditions) and the
+        # size: S3 answers 400 EntityTooLarge to a bigger file and stores nothing.
+        with _translated_errors():
+            post = await self._client.generate_presigned_post(
+                self._bucket,
+                self._key(key),
+                Conditions=[["content-length-range", 1, max_bytes]],
+                ExpiresIn=expires_in,
+            )
+        return PresignedPost(url=post["url"], fields=dict(post["fields"]), expires_at=expires_at)
 
     async def download_url(self, key: str, *, expires_in: int) -> str | None:
         return await self._presign("get_object", key, expires_in)

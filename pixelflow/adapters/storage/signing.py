@@ -8,6 +8,10 @@ A signed URL carries three query parameters:
 - ``signature``: hex HMAC-SHA256, under the storage secret, of
   ``"pixelflow-object-url-v1\\n<METHOD>\\n<key>\\n<expires>"``.
 
+A form upload (``POST /v1/objects``, the twin of S3's presigned POST) carries the same three
+values plus ``key`` and ``max_bytes`` as form fields; its MAC adds a ``max_bytes`` line, so the
+size limit cannot be raised either.
+
 The signature covers the method, the key and the expiry, so none of them can be changed, and a
 URL signed for one method cannot be used for another. The version tag keeps these MACs apart from
 anything else the same secret might sign.
@@ -23,12 +27,16 @@ from urllib.parse import urlencode
 from pixelflow.core.errors import Unauthorized
 
 _DOMAIN = "pixelflow-object-url-v1"
-# Unix seconds fit in 11 digits until the year 5138; anything longer is not ours.
+# Unix seconds fit in 11 digits until the year 5138 (and a size limit in bytes well past any
+# source's); anything longer is not ours.
 _MAX_EXPIRES_DIGITS = 11
 
 
-def sign(secret: bytes, method: str, key: str, expires: int) -> str:
-    message = "\n".join((_DOMAIN, method.upper(), key, str(expires)))
+def sign(secret: bytes, method: str, key: str, expires: int, max_bytes: int | None = None) -> str:
+    parts = [_DOMAIN, method.upper(), key, str(expires)]
+    if max_bytes is not None:
+        parts.append(str(max_bytes))
+    message = "\n".join(parts)
     return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -39,7 +47,14 @@ def signed_query(secret: bytes, method: str, key: str, expires: int) -> str:
 
 
 def verify(
-    secret: bytes, method: str, key: str, expires: str, signature: str, *, now: datetime
+    secret: bytes,
+    method: str,
+    key: str,
+    expires: str,
+    signature: str,
+    *,
+    now: datetime,
+    max_bytes: str | None = None,
 ) -> None:
     """Accept a request for ``method`` on ``key`` carrying ``expires`` and ``signature``, or raise
     ``Unauthorized``: ``invalid_signature`` for anything not signed by us, ``url_expired`` for a
@@ -48,14 +63,19 @@ def verify(
     The signature is checked before the expiry, so a forged ``expires`` is reported as a bad
     signature rather than telling the caller anything about time.
     """
-    if not (expires.isascii() and expires.isdigit() and len(expires) <= _MAX_EXPIRES_DIGITS):
+    if not _is_number(expires) or (max_bytes is not None and not _is_number(max_bytes)):
         raise _invalid()
-    expected = sign(secret, method, key, int(expires))
+    limit = int(max_bytes) if max_bytes is not None else None
+    expected = sign(secret, method, key, int(expires), limit)
     # Compare bytes: compare_digest rejects non-ASCII str, and a hostile query may contain some.
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise _invalid()
     if now.timestamp() > int(expires):
         raise Unauthorized("the signed URL has expired", code="url_expired")
+
+
+def _is_number(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= _MAX_EXPIRES_DIGITS
 
 
 def _invalid() -> Unauthorized:

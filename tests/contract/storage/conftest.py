@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,9 +24,9 @@ from starlette.routing import Route
 from pixelflow.adapters.storage.local import LocalObjectStorage
 from pixelflow.adapters.storage.protocol import ObjectStorage
 from pixelflow.adapters.storage.s3 import S3ObjectStorage
-from pixelflow.core.errors import Unauthorized
+from pixelflow.core.errors import PayloadTooLarge, Unauthorized
 from pixelflow.core.validation import decode_query
-from pixelflow.core.wire import SignedUrlQuery
+from pixelflow.core.wire import SignedPostFields, SignedUrlQuery
 from pixelflow.services.objects import ObjectService
 from tests.support.seaweed import SeaweedServer
 
@@ -49,6 +50,8 @@ class StorageUnderTest:
     http: httpx.AsyncClient
     # What the URL's server answers to a forged or expired URL.
     refused_status: int
+    # What it answers to a form upload over the signed size limit.
+    too_large_status: int
     clock: SettableClock | None = None
 
     async def wait_until_expired(self, expires_at: datetime) -> None:
@@ -104,14 +107,16 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[StorageUnderT
         )
         transport = httpx.ASGITransport(app=object_routes(local, clock))
         async with httpx.AsyncClient(transport=transport, timeout=10.0) as http:
-            yield StorageUnderTest(storage=local, http=http, refused_status=401, clock=clock)
+            yield StorageUnderTest(
+                storage=local, http=http, refused_status=401, too_large_status=413, clock=clock
+            )
         await local.close()
     else:
         # Only synchronous fixtures can be requested from here (the S3 server, the bucket name).
         server = request.getfixturevalue("seaweed")
         s3 = await open_s3(server, request.getfixturevalue("bucket"), prefix=_unique_prefix())
         async with httpx.AsyncClient(timeout=10.0) as http:
-            yield StorageUnderTest(storage=s3, http=http, refused_status=403)
+            yield StorageUnderTest(storage=s3, http=http, refused_status=403, too_large_status=400)
         await s3.close()
 
 
@@ -127,4 +132,28 @@ def object_routes(storage: LocalObjectStorage, clock: SettableClock) -> Starlett
             return JSONResponse({"code": exc.code}, status_code=401)
         return Response(status_code=200)
 
-    return Starlette(routes=[Route("/v1/objects/{key:path}", put_object, methods=["PUT"])])
+    async def post_object(request: Request) -> Response:
+        async with request.form() as form:
+            file = form["file"]
+            assert isinstance(file, UploadFile)
+            fields = {name: value for name, value in form.items() if isinstance(value, str)}
+            try:
+                await objects.upload_form(
+                    decode_query(fields, SignedPostFields), file.size or 0, _read_all(file)
+                )
+            except Unauthorized as exc:
+                return JSONResponse({"code": exc.code}, status_code=401)
+            except PayloadTooLarge as exc:
+                return JSONResponse({"code": exc.code}, status_code=413)
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/v1/objects/{key:path}", put_object, methods=["PUT"]),
+            Route("/v1/objects", post_object, methods=["POST"]),
+        ]
+    )
+
+
+async def _read_all(file: UploadFile) -> AsyncIterator[bytes]:
+    yield await file.read()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
-from pixelflow.adapters.storage.protocol import CHUNK_BYTES
+from pixelflow.adapters.storage.protocol import CHUNK_BYTES, PresignedPost
 from pixelflow.core.errors import InvalidInput, NotFound, SourceChanged, SourceTooLarge
 from tests.contract.storage.conftest import StorageUnderTest
 
@@ -156,6 +159,61 @@ async def test_expired_presigned_put_is_refused(subject: StorageUnderTest) -> No
 
     assert response.status_code == subject.refused_status
     assert await subject.storage.size(SOURCE) is None
+
+
+async def _post(
+    subject: StorageUnderTest, post: PresignedPost, data: bytes, **changed: str
+) -> httpx.Response:
+    """The form upload as a browser would send it: the signed fields (some ``changed``), then
+    the file."""
+    fields = {**post.fields, **changed}
+    return await subject.http.post(post.url, data=fields, files={"file": ("source", data)})
+
+
+async def test_presigned_post_uploads_up_to_its_limit(subject: StorageUnderTest) -> None:
+    post = await subject.storage.presign_post(SOURCE, expires_in=900, max_bytes=len(EVERY_BYTE))
+
+    response = await _post(subject, post, EVERY_BYTE)
+
+    assert response.status_code == 204, response.text
+    assert await subject.storage.get(SOURCE) == EVERY_BYTE
+
+
+async def test_presigned_post_refuses_one_byte_over_its_limit(subject: StorageUnderTest) -> None:
+    post = await subject.storage.presign_post(SOURCE, expires_in=900, max_bytes=len(EVERY_BYTE))
+
+    response = await _post(subject, post, EVERY_BYTE + b"x")
+
+    assert response.status_code == subject.too_large_status, response.text
+    assert await subject.storage.size(SOURCE) is None
+
+
+async def test_presigned_post_with_tampered_fields_is_refused(subject: StorageUnderTest) -> None:
+    post = await subject.storage.presign_post(SOURCE, expires_in=900, max_bytes=4)
+    signature_field = "signature" if "signature" in post.fields else "x-amz-signature"
+    signature = post.fields[signature_field]
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    other_key = post.fields["key"].replace("job-1", "job-2")
+    # The size limit lives in S3's base64 policy and in our own max_bytes field.
+    limit_field = "max_bytes" if "max_bytes" in post.fields else "policy"
+    raised = post.fields[limit_field].replace("4", "9") if limit_field == "max_bytes" else ""
+    if limit_field == "policy":
+        policy = json.loads(base64.b64decode(post.fields["policy"]))
+        policy["conditions"] = [
+            ["content-length-range", 1, 10_000] if isinstance(c, list) else c
+            for c in policy["conditions"]
+        ]
+        raised = base64.b64encode(json.dumps(policy).encode()).decode()
+
+    forged = await _post(subject, post, b"x", **{signature_field: flipped})
+    moved = await _post(subject, post, b"x", key=other_key)
+    enlarged = await _post(subject, post, b"too large", **{limit_field: raised})
+
+    assert forged.status_code == subject.refused_status, forged.text
+    assert moved.status_code == subject.refused_status, moved.text
+    assert enlarged.status_code == subject.refused_status, enlarged.text
+    assert await subject.storage.size(SOURCE) is None
+    assert await subject.storage.size("uploads/job-2/source") is None
 
 
 def _flip_last_signature_digit(url: str) -> str:
