@@ -8,6 +8,8 @@ or pause processes, lose Redis data or stop S3 get a deployment (and database) o
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -63,6 +65,8 @@ STEADY = [{"id": "soft", "action": "blur", "sigma": 8, "format": "png"}]
 # Several seconds on photo-12mp.jpg with one job in libvips at once: a worker can be killed
 # while it is busy with it.
 SLOW = [{"id": f"blur{i}", "action": "blur", "sigma": 20, "format": "png"} for i in range(4)]
+# Larger than every sample image; set explicitly so an upload one byte over it stays small.
+MAX_SOURCE_BYTES = 16 << 20
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +79,7 @@ def shared(
         tmp_path_factory.mktemp("production"),
         seaweed.endpoint,
         PIXELFLOW_RATE_LIMIT_CAPACITY="1000",
+        PIXELFLOW_MAX_SOURCE_BYTES=str(MAX_SOURCE_BYTES),
         WORKER_CONCURRENCY="2",
         WORKER_MAX_ACTIVE_JOBS="1",
     ) as deployment:
@@ -342,6 +347,47 @@ async def test_missing_or_tampered_upload_is_source_missing(
 
         # The untouched URL still works, and the job then runs.
         await upload(shared, created, data)
+        await start(shared, client, job_id)
+        job = await shared.wait_status(client, job_id, {"succeeded", "failed"})
+    assert job["status"] == "succeeded", f"{job}\n{shared.logs()}"
+
+
+async def test_presigned_post_upload_is_bounded_by_s3(
+    shared: Deployment, fixtures_dir: Path
+) -> None:
+    """``upload.presigned_post``: S3 itself refuses a file one byte over the limit (start then
+    finds no source) and a form whose policy was edited; within the limit the job runs."""
+    data = (fixtures_dir / "rocket.jpg").read_bytes()
+    async with shared.client("bounded") as client:
+        created = await create(shared, client, QUICK)
+        job_id = created["job_id"]
+        post = created["upload"]["presigned_post"]
+        assert post["url"] == f"{shared.s3.endpoint_url}/{shared.bucket}"
+        assert post["fields"]["key"] == f"uploads/{job_id}/source"
+
+        async def send(content: bytes, **changes: str) -> httpx.Response:
+            async with httpx.AsyncClient(timeout=60) as http:
+                fields = {**post["fields"], **changes}
+                return await http.post(post["url"], data=fields, files={"file": ("f", content)})
+
+        too_large = await send(b"\0" * (MAX_SOURCE_BYTES + 1))
+        assert too_large.status_code == 400, too_large.text
+        assert "EntityTooLarge" in too_large.text, too_large.text
+        response = await client.post(f"/v1/jobs/{job_id}/start")
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "source_missing", response.text
+
+        # Remove the size condition from the policy: the signature no longer matches it.
+        policy = json.loads(base64.b64decode(post["fields"]["policy"]))
+        policy["conditions"] = [c for c in policy["conditions"] if isinstance(c, dict)]
+        unbounded = base64.b64encode(json.dumps(policy).encode()).decode()
+        forged = await send(data, policy=unbounded)
+        assert forged.status_code == 403, forged.text
+        response = await client.post(f"/v1/jobs/{job_id}/start")
+        assert response.status_code == 409, response.text
+
+        uploaded = await send(data)
+        assert uploaded.status_code == 204, uploaded.text
         await start(shared, client, job_id)
         job = await shared.wait_status(client, job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", f"{job}\n{shared.logs()}"

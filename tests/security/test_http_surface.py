@@ -147,6 +147,44 @@ def test_signed_object_urls_cannot_be_forged_or_misused(target: Target) -> None:
         assert client.put(url(), content=b"small enough").status_code == 200
 
 
+def test_form_upload_is_bounded_by_its_signed_limit(target: Target) -> None:
+    """``upload.presigned_post`` on serve: the same shape as S3's presigned POST, a file over the
+    signed limit is refused before it is stored (start then finds no source), its fields cannot
+    be altered, and a small image uploads and runs."""
+    with target.client() as client:
+        created = client.post("/v1/jobs", json=S3_JOB).json()
+        post = created["upload"]["presigned_post"]
+        assert post["url"] == f"{target.url}/v1/objects"
+        assert post["fields"]["max_bytes"] == str(MAX_SOURCE_BYTES)
+        start_url = f"/v1/jobs/{created['job_id']}/start"
+
+        def send(data: bytes, **changes: str) -> httpx.Response:
+            fields = {**post["fields"], **changes}
+            return client.post(post["url"], data=fields, files={"file": ("source", data)})
+
+        assert_error(send(b"x" * (MAX_SOURCE_BYTES + 1)), 413, "body_too_large")
+        assert_error(client.post(start_url), 409, "source_missing")
+        raised = str(MAX_SOURCE_BYTES * 2)
+        assert_error(send(b"x", max_bytes=raised), 401, "invalid_signature")
+        other_key = post["fields"]["key"].replace("/source", "/other")
+        assert_error(send(b"x", key=other_key), 401, "invalid_signature")
+        assert_error(send(b"x", signature="0" * 64), 401, "invalid_signature")
+        assert_error(send(b""), 400, "empty_upload")
+        # A form whose file is not named "file", or a raw body, is no upload.
+        misnamed = {"image": ("source", b"x")}
+        no_file = client.post(post["url"], data=post["fields"], files=misnamed)
+        assert_error(no_file, 400, "missing_field")
+        raw = client.post(post["url"], content=b"x", headers={"content-type": "text/plain"})
+        assert_error(raw, 415, "unsupported_media_type")
+        assert_error(client.post(start_url), 409, "source_missing")
+
+        rocket = (target.root / "rocket.jpg").read_bytes()
+        assert send(rocket).status_code == 204
+        assert client.post(start_url).status_code == 202
+        job = target.wait(client, created["job_id"])
+    assert job["status"] == "succeeded", job
+
+
 def test_sql_in_every_string_is_data(target: Target) -> None:
     injection = "x'); DROP TABLE jobs; --"
     with target.client() as client:
