@@ -53,6 +53,7 @@ async def test_local_file_job_end_to_end(client: httpx.AsyncClient, fixtures_dir
         "presigned_put_url": "",
         "presigned_url_state": "not_required",
         "expires_at": None,
+        "presigned_post": None,
     }
     assert body["start_url"] == f"/v1/jobs/{job_id}/start"
     assert body["job_url"] == f"/v1/jobs/{job_id}"
