@@ -19,7 +19,7 @@ from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import Step
 from pixelflow.core.states import TERMINAL, JobStatus
 from pixelflow.core.validation import translate_validation_error
-from pixelflow.core.wire import CreateJobResponse, JobView
+from pixelflow.core.wire import CreateJobResponse, JobView, UploadInfo
 
 _POLL_INTERVAL = 0.25
 # Exit status when --timeout runs out before the job finishes, as timeout(1) uses.
@@ -187,12 +187,7 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
             type=CreateJobResponse,
         )
         console.print(f"job [bold]{created.job_id}[/bold] created; uploading {source.name}")
-        _check(
-            httpx.put(created.upload.presigned_put_url, content=source.read_bytes(), timeout=300),
-            200,
-            201,
-            204,
-        )
+        _check(_upload(created.upload, source.read_bytes()), 200, 201, 204)
         _check(client.post(created.start_url), 202)
         job = _wait(client, created.job_url, console, timeout=args.timeout)
         if job.status is not JobStatus.SUCCEEDED:
@@ -231,3 +226,13 @@ def _wait(client: httpx.Client, job_url: str, console: Console, *, timeout: floa
             if time.monotonic() >= deadline:
                 raise StillRunning(job)
             time.sleep(_POLL_INTERVAL)
+
+
+def _upload(upload: UploadInfo, data: bytes) -> httpx.Response:
+    """The bounded form upload when the API offers one (the storage refuses a file over the
+    server's limit), else the original PixelFlow's presigned PUT."""
+    if upload.presigned_post is not None:
+        post = upload.presigned_post
+        file = {"file": ("source", data)}
+        return httpx.post(post.url, data=post.fields, files=file, timeout=300)
+    return httpx.put(upload.presigned_put_url, content=data, timeout=300)
