@@ -176,6 +176,11 @@ def test_form_upload_is_bounded_by_its_signed_limit(target: Target) -> None:
         assert_error(no_file, 400, "missing_field")
         raw = client.post(post["url"], content=b"x", headers={"content-type": "text/plain"})
         assert_error(raw, 415, "unsupported_media_type")
+        for content_type in ("multipart/form-data; boundary=b", "multipart/form-data"):
+            broken = client.post(
+                post["url"], content=b"--x\r\n", headers={"content-type": content_type}
+            )
+            assert_error(broken, 400, "invalid_form")
         assert_error(client.post(start_url), 409, "source_missing")
 
         rocket = (target.root / "rocket.jpg").read_bytes()
