@@ -147,6 +147,13 @@ class SqlStore(abc.ABC):
         return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
 
     async def transition(self, change: Transition) -> Job | None:
+        if change.usage is None and change.target not in webhooks.EVENT_FOR:
+            # Nothing to write but the row itself: one autocommitted conditional UPDATE is as
+            # atomic as a transaction around it, and saves BEGIN, a SELECT and COMMIT.
+            single = sql.transition_returning_job(change)  # raises ValueError before any I/O
+            async with self._connection() as conn:
+                changed = await conn.fetchrow(single)
+            return None if changed is None else job_from_row(changed)
         update = sql.transition(change)  # raises ValueError before touching the database
         async with self._transaction() as conn:
             matched = await conn.fetchrow(update)
