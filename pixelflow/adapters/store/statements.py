@@ -137,9 +137,9 @@ def check_transition(change: Transition) -> None:
         raise ValueError(f"cannot transition from {', '.join(refused)} to {change.target.value}")
 
 
-# What ``transition_returning_job`` returns: the same columns, under the same names, as
-# ``select_job``'s join, with the usage and outcome-event columns read by correlated subqueries
-# (``RETURNING`` may name only the updated table in both dialects).
+# What ``transition`` returns: the same columns, under the same names, as ``select_job``'s join,
+# with the usage and outcome-event columns read by correlated subqueries (``RETURNING`` may name
+# only the updated table in both dialects).
 _RETURNING_JOB = ", ".join(
     [f"jobs.{column}" for column in JOB_COLUMNS]
     + [
@@ -154,18 +154,9 @@ _RETURNING_JOB = ", ".join(
 
 
 def transition(change: Transition) -> Statement:
-    """A compare-and-set on status (and attempt): returns the row's id and owner only if it
-    matched."""
-    return _transition(change, returning="id, user_id")
-
-
-def transition_returning_job(change: Transition) -> Statement:
-    """The same compare-and-set, returning the whole job as ``select_job`` reads it: one
-    statement, so a change with nothing else to write needs no explicit transaction."""
-    return _transition(change, returning=_RETURNING_JOB)
-
-
-def _transition(change: Transition, *, returning: str) -> Statement:
+    """A compare-and-set on status (and attempt): returns the whole job as ``select_job`` reads
+    it, only if it matched. One statement, so a change with nothing else to write needs no
+    explicit transaction."""
     check_transition(change)
     arg = _Args()
     target = change.target
@@ -201,7 +192,7 @@ def _transition(change: Transition, *, returning: str) -> Statement:
     sql += f" AND status IN ({expected})"
     if change.attempt is not None:
         sql += f" AND attempts = {arg(change.attempt)}"
-    return arg.statement(f"{sql} RETURNING {returning}")
+    return arg.statement(f"{sql} RETURNING {_RETURNING_JOB}")
 
 
 def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:
