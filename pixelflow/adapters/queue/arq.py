@@ -1,11 +1,14 @@
 """The production queue: arq on Redis.
 
-The job id is arq's job id, so arq's own uniqueness check (``enqueue_job`` returns ``None`` while
-``arq:job:<id>`` exists) is what keeps a job from being enqueued twice. The key exists from
-enqueue until the worker finishes the job, deferred and running included.
+The job id is arq's job id, and ``arq:job:<id>`` existing is what keeps a job from being enqueued
+twice: the key exists from enqueue until the worker finishes the job, deferred and running
+included. ``enqueue`` writes arq's own keys (the envelope under ``arq:job:<id>``, the id in the
+queue's sorted set) with one Lua script, which checks and writes atomically in a single round
+trip where arq's ``enqueue_job`` takes a WATCH/EXISTS/MULTI/EXEC transaction.
 
 arq refuses an id while a *result* is kept for it too, so the worker must run with
-``keep_result=0`` (see ``worker_settings``); ``enqueue`` also clears a stale result it finds.
+``keep_result=0`` (see ``worker_settings``); ``enqueue`` also clears a stale result it finds
+(unless the job is still in progress).
 
 The arq envelope is msgpack rather than arq's default pickle, so nothing read back from Redis is
 ever unpickled. Producer and consumer agree on it: ``run`` builds its arq ``Worker`` from
@@ -23,6 +26,8 @@ from typing import Any
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
@@ -44,6 +49,21 @@ _REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErro
 # The consumer polls this often, and backs off up to this long while Redis is down.
 _POLL_DELAY = 0.2
 _RECONNECT_CAP = 10.0
+
+# arq's enqueue_job in one atomic step, plus the stale-result rule: refuse while the job's key
+# exists (waiting, deferred or running); a kept result blocks only while the job is in progress,
+# otherwise it is stale and cleared. KEYS: job, in-progress, result, queue.
+# ARGV: envelope, expiry in ms, job id, score.
+_ENQUEUE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  redis.call('DEL', KEYS[3])
+end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+return 1
+"""
 
 _task_decoder = msgspec.msgpack.Decoder(JobTask)
 # arq puts exceptions into failure results; store their text rather than fail to encode them.
@@ -108,6 +128,7 @@ class ArqQueue:
         # arq must never time a task out before its handler does: it would run it twice.
         self._task_timeout = task_timeout
         self._stopping: asyncio.Event | None = None
+        self._enqueue_script = redis.register_script(_ENQUEUE_SCRIPT)
 
     @classmethod
     async def open(
@@ -136,12 +157,6 @@ class ArqQueue:
 
     async def enqueue(self, task: JobTask, *, delay: float = 0.0) -> bool:
         async with self._redis_call():
-            if await self._enqueue(task, delay):
-                return True
-            if await self._exists(job_key_prefix, in_progress_key_prefix, job_id=task.job_id):
-                return False
-            # Only a kept result stood in the way: the job is not pending, so clear it.
-            await self._redis.delete(result_key_prefix + task.job_id)
             return await self._enqueue(task, delay)
 
     async def is_pending(self, job_id: str) -> bool:
@@ -217,14 +232,28 @@ class ArqQueue:
         await self._redis.aclose()
 
     async def _enqueue(self, task: JobTask, delay: float) -> bool:
-        job = await self._redis.enqueue_job(
+        """What ``enqueue_job`` would write (same envelope, score and expiry), in one script."""
+        now = timestamp_ms()
+        score = now + max(0, round(delay * 1000))
+        envelope = serialize_job(
             PROCESS_JOB_FUNCTION,
-            encode_task(task),
-            _job_id=task.job_id,
-            _queue_name=self.name,
-            _defer_by=delay if delay > 0 else None,
+            (encode_task(task),),
+            {},
+            None,
+            now,
+            serializer=serialize_envelope,
         )
-        return job is not None
+        expires_ms = score - now + self._redis.expires_extra_ms
+        keys = [
+            job_key_prefix + task.job_id,
+            in_progress_key_prefix + task.job_id,
+            result_key_prefix + task.job_id,
+            self.name,
+        ]
+        added = await self._enqueue_script(
+            keys=keys, args=[envelope, expires_ms, task.job_id, score]
+        )
+        return bool(added)
 
     async def _exists(self, *prefixes: str, job_id: str) -> bool:
         found: int = await self._redis.exists(*(prefix + job_id for prefix in prefixes))
@@ -241,9 +270,14 @@ class ArqQueue:
 
 async def _poll_forever(worker: Worker, name: str) -> None:
     """arq's poll loop (``Worker.main`` without its pool set-up and start-up logs), riding out
-    Redis outages. The outage itself is reported by the worker's dependency watch, once."""
+    Redis outages. The outage itself is reported by the worker's dependency watch, once.
+
+    Unlike arq's loop it does not sleep ``poll_delay`` after every poll: a poll that started jobs
+    with slots still free polls again at once, and a running job that ends cuts the sleep short,
+    so a backlog is taken as fast as slots free up; an idle queue is still polled every delay."""
     failures = 0
     while True:
+        started = worker._jobs_started()
         try:
             # A private arq method, pinned by the arq version: the one step of its loop.
             await worker._poll_iteration()
@@ -257,4 +291,12 @@ async def _poll_forever(worker: Worker, name: str) -> None:
             await asyncio.sleep(delay)
             continue
         failures = 0
-        await asyncio.sleep(_POLL_DELAY)
+        if worker._jobs_started() > started and worker.job_counter < worker.max_jobs:
+            continue  # it took jobs and has room for more: more may be waiting right now
+        # Otherwise wait for the poll delay, or less if a running job ends first (its slot is
+        # free again, and the queue may hold more).
+        running = [task for task in worker.tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=_POLL_DELAY, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(_POLL_DELAY)

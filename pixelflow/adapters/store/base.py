@@ -147,26 +147,30 @@ class SqlStore(abc.ABC):
         return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
 
     async def transition(self, change: Transition) -> Job | None:
-        update = sql.transition(change)  # raises ValueError before touching the database
+        # Raises ValueError before touching the database.
+        update = sql.transition(change)
+        if change.usage is None and change.target not in webhooks.EVENT_FOR:
+            # Nothing to write but the row itself: one autocommitted conditional UPDATE is as
+            # atomic as a transaction around it, and saves BEGIN, a SELECT and COMMIT.
+            async with self._connection() as conn:
+                changed = await conn.fetchrow(update)
+            return None if changed is None else job_from_row(changed)
         async with self._transaction() as conn:
             matched = await conn.fetchrow(update)
             if matched is None:
                 return None
+            job = job_from_row(matched)
             if change.usage is not None:
-                await conn.execute(
-                    sql.upsert_usage(change.job_id, matched["user_id"], change.usage, change.at)
-                )
-            row = await conn.fetchrow(sql.select_job(change.job_id))
-            if row is None:  # pragma: no cover - the row was just updated in this transaction
-                raise RuntimeError(f"job {change.job_id} vanished inside its own transaction")
-            job = job_from_row(row)
+                await conn.execute(sql.upsert_usage(job.id, job.user_id, change.usage, change.at))
+                # The upsert wrote exactly these values: no need to read them back.
+                job = msgspec.structs.replace(job, usage=change.usage)
             event = _outcome_event(job, change.at)
             if event is not None:
                 # The outcome and its event commit together: no event without the outcome,
                 # no outcome without its event.
                 await conn.execute(sql.insert_webhook_event(event))
                 row = await conn.fetchrow(sql.select_job(change.job_id))
-                assert row is not None
+                assert row is not None  # the row was just updated in this transaction
                 job = job_from_row(row)
         return job
 

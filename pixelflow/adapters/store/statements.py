@@ -137,8 +137,26 @@ def check_transition(change: Transition) -> None:
         raise ValueError(f"cannot transition from {', '.join(refused)} to {change.target.value}")
 
 
+# What ``transition`` returns: the same columns, under the same names, as ``select_job``'s join,
+# with the usage and outcome-event columns read by correlated subqueries (``RETURNING`` may name
+# only the updated table in both dialects).
+_RETURNING_JOB = ", ".join(
+    [f"jobs.{column}" for column in JOB_COLUMNS]
+    + [
+        f"(SELECT u.{column} FROM usage_logs AS u WHERE u.job_id = jobs.id) AS usage_{column}"
+        for column in USAGE_COLUMNS
+    ]
+    + [
+        f"(SELECT w.{column} FROM webhook_events AS w WHERE w.job_id = jobs.id LIMIT 1) AS {alias}"
+        for alias, column in JOB_WEBHOOK_COLUMNS.items()
+    ]
+)
+
+
 def transition(change: Transition) -> Statement:
-    """A compare-and-set on status (and attempt): returns the row only if it matched."""
+    """A compare-and-set on status (and attempt): returns the whole job as ``select_job`` reads
+    it, only if it matched. One statement, so a change with nothing else to write needs no
+    explicit transaction."""
     check_transition(change)
     arg = _Args()
     target = change.target
@@ -174,7 +192,7 @@ def transition(change: Transition) -> Statement:
     sql += f" AND status IN ({expected})"
     if change.attempt is not None:
         sql += f" AND attempts = {arg(change.attempt)}"
-    return arg.statement(sql + " RETURNING id, user_id")
+    return arg.statement(f"{sql} RETURNING {_RETURNING_JOB}")
 
 
 def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import get_args
 
 import msgspec
 import pytest
 
+from pixelflow.adapters.store.base import Connection, SqlStore
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.errors import Conflict, InvalidInput
 from pixelflow.core.models import (
@@ -381,6 +383,52 @@ async def test_usage_is_upserted_once_per_job(store: Store, database: Database) 
     assert await store.get_usage(running.id) == USAGE
     assert await database.count("usage_logs") == 1
     assert await store.get_usage("no-such-job") is None
+
+
+async def test_a_claim_returns_what_other_tables_hold_for_the_job(store: Store) -> None:
+    """A claim writes only the job's row (one conditional UPDATE, no transaction); the job it
+    returns still carries the usage an earlier attempt recorded, as ``get_job`` reads it."""
+    running = await drive(store, await store.create_job(make_job()), S.PROCESSING)
+    retry = await store.transition(step(running, S.QUEUED, at(5), usage=USAGE))
+    assert retry is not None
+
+    claimed = await store.transition(step(retry, S.PROCESSING, at(6)))
+
+    assert claimed is not None and claimed.usage == USAGE and claimed.attempts == 2
+    assert await store.get_job(running.id) == claimed
+
+
+async def test_only_a_transition_with_more_to_write_opens_a_transaction(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start, claim and retry are a single autocommitted compare-and-set; a change that also
+    writes usage or a webhook event keeps its transaction (all or nothing)."""
+    opened: list[JobStatus] = []
+    transaction = store._transaction
+    target: list[JobStatus] = []
+
+    def counting() -> AbstractAsyncContextManager[Connection]:
+        opened.append(target[-1])
+        return transaction()
+
+    monkeypatch.setattr(store, "_transaction", counting)
+    job = await store.create_job(make_job())
+    for status, changes in [
+        (S.QUEUED, {}),
+        (S.PROCESSING, {}),
+        (S.QUEUED, {}),
+        (S.PROCESSING, {}),
+        (S.QUEUED, {"usage": USAGE}),
+        (S.PROCESSING, {}),
+        (S.SUCCEEDED, {}),
+    ]:
+        target.append(status)
+        moved = await store.transition(step(job, status, at(len(target)), **changes))
+        assert moved is not None and moved.status is status
+        job = moved
+
+    assert opened == [S.QUEUED, S.SUCCEEDED]
+    assert job.usage == USAGE and await store.get_job(job.id) == job
 
 
 # -- leases and the reconciler's queries ---------------------------------------------------
