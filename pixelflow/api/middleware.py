@@ -64,8 +64,7 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         if not self.tracing.enabled:
-            header = dict(scope.get("headers") or []).get(b"traceparent", b"")
-            with log_context.bound(trace_id=trace_id_of(header.decode("latin-1"))):
+            with log_context.bound(trace_id=trace_id_of(_traceparent(scope))):
                 await self.app(scope, receive, send)
             return
         if self._traced is None:
@@ -99,3 +98,12 @@ def _redact_query(span: Span, scope: dict[str, Any]) -> None:
         for attribute in ("http.url", "url.full", "http.target"):
             span.set_attribute(attribute, str(scope.get("path", "")) + "?REDACTED")
         span.set_attribute("url.query", "REDACTED")
+
+
+def _traceparent(scope: Scope) -> str:
+    # The last one wins, as a dict of the headers would have it; no dict built per request.
+    header = b""
+    for name, value in scope.get("headers") or ():
+        if name == b"traceparent":
+            header = value
+    return header.decode("latin-1")

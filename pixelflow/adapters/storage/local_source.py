@@ -60,12 +60,20 @@ class LocalSourceRoot:
 
     def _is_private(self, resolved: Path) -> bool:
         candidates = [resolved, *resolved.parents]
-        identities = {_identity(path) for path in candidates} - {None}
+        # Every ancestor's stat is taken only once some private path exists to compare with:
+        # `api` on production backends usually has no data directory, and this check runs on
+        # every create and start.
+        identities: set[tuple[int, int] | None] | None = None
         for private in self._private:
             real = private.resolve()
             if any(path == real for path in candidates):
                 return True
-            if _identity(real) in identities:
+            target = _identity(real)
+            if target is None:
+                continue
+            if identities is None:
+                identities = {_identity(path) for path in candidates}
+            if target in identities:
                 return True
         return False
 
