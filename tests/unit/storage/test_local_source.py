@@ -178,3 +178,18 @@ def test_overlong_keys_are_refused_before_the_filesystem(sources: LocalSourceRoo
     with pytest.raises(InvalidInput) as caught:
         sources.resolve("a/" * 600)
     assert caught.value.code == "invalid_source_path"
+
+
+def test_a_private_file_that_appears_later_is_refused_by_identity(root: Path) -> None:
+    # A missing private path skips the ancestors' stat: it must not be remembered as missing,
+    # and a missing one listed first must not hide one that exists. A hard link is another
+    # name for the same file, which only the device-and-inode comparison recognises.
+    database = root / "pixelflow.db"
+    sources = LocalSourceRoot(root, private=[root / "never-made", database])
+    assert sources.resolve("photo.jpg") == (root / "photo.jpg").resolve()
+    database.write_bytes(b"SQLite format 3")
+    os.link(database, root / "copy.jpg")
+    with pytest.raises(InvalidInput) as caught:
+        sources.resolve("copy.jpg")
+    assert caught.value.code == "invalid_source_path"
+    assert sources.resolve("photo.jpg") == (root / "photo.jpg").resolve()
