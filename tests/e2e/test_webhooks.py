@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import stat
 import subprocess
 import time
@@ -186,20 +187,29 @@ class Serve(Backend):
         return "" if self.process is None else self.process.log_tail(40)
 
 
-@pytest.fixture(scope="module")
-def production(
-    seaweed: SeaweedServer, tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path
+@contextlib.contextmanager
+def webhook_deployment(
+    seaweed: SeaweedServer, workdir: Path, fixtures_dir: Path, **env: str
 ) -> Iterator[Production]:
+    """api and one worker with fast webhook retries; ``env`` adds to (or overrides) that."""
     with production_deployment(
-        tmp_path_factory.mktemp("webhooks"),
+        workdir,
         seaweed.endpoint,
         PIXELFLOW_RATE_LIMIT_CAPACITY="1000",
         WORKER_CONCURRENCY="2",
         WORKER_MAX_ACTIVE_JOBS="1",
-        **FAST_WEBHOOKS,
+        **{**FAST_WEBHOOKS, **env},
     ) as deployment:
         deployment.start(workers=("worker-a",))
         yield Production(deployment, fixtures_dir)
+
+
+@pytest.fixture(scope="module")
+def production(
+    seaweed: SeaweedServer, tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path
+) -> Iterator[Production]:
+    with webhook_deployment(seaweed, tmp_path_factory.mktemp("webhooks"), fixtures_dir) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -221,17 +231,9 @@ def keyed_production(
 ) -> Iterator[Production]:
     """api and worker in api_key mode. WEBHOOK_SIGNING_SECRET stays set, as an operator
     leaving header mode would leave it: every user's own secret signs, never the shared one."""
-    with production_deployment(
-        tmp_path_factory.mktemp("webhooks-keyed"),
-        seaweed.endpoint,
-        PIXELFLOW_AUTH="api_key",
-        PIXELFLOW_RATE_LIMIT_CAPACITY="1000",
-        WORKER_CONCURRENCY="2",
-        WORKER_MAX_ACTIVE_JOBS="1",
-        **FAST_WEBHOOKS,
-    ) as deployment:
-        deployment.start(workers=("worker-a",))
-        yield Production(deployment, fixtures_dir)
+    workdir = tmp_path_factory.mktemp("webhooks-keyed")
+    with webhook_deployment(seaweed, workdir, fixtures_dir, PIXELFLOW_AUTH="api_key") as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
