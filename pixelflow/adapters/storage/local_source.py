@@ -4,9 +4,10 @@ Paths come from API clients, so every way out of the root is refused: absolute p
 segments and symlinks (or symlinked directories) that point outside. Symlinks that stay inside
 are followed. Every way *into* a private path under the root (``serve``'s data directory,
 which holds the database, the signing key and every job's outputs) is refused too: the real path
-is compared by name and, for each of its ancestors, by device and inode, so a symlink, a detour
-or a case variation on a case-insensitive filesystem all meet the same refusal. The check runs
-at create time and again when the worker reads the file. The root itself is trusted: someone
+is compared by name and, for itself and each of its parents under the root (and, once, the
+root's own ancestors), by device and inode, so a symlink, a hard link, a detour or a case
+variation on a case-insensitive filesystem all meet the same refusal. The check runs at create
+time, at start and again when the worker reads the file. The root itself is trusted: someone
 who can write there could race a check with a rename, which only an
 ``openat2(RESOLVE_BENEATH)``-style API would close.
 """
@@ -28,14 +29,27 @@ MAX_OBJECT_KEY_CHARS = 1024
 
 
 class LocalSourceRoot:
+    """The root and the private paths are resolved once, when the process builds this: they
+    are the service's own configuration, and resolving them again on every create and start
+    was most of the check's cost. A root re-pointed while the service runs is therefore not
+    followed (sources keep coming from the directory it named at start-up); restart to move
+    it. Every source path is still resolved afresh on every call."""
+
     def __init__(self, root: Path, *, private: Sequence[Path] = ()) -> None:
-        self._root = root
-        self._private = tuple(private)
+        self._root = os.path.realpath(root)
+        self._inside_root = self._root.rstrip("/") + "/"
+        # The root and everything above it, by identity: a private directory that holds the
+        # root (under another name, or letter case) makes every source private.
+        self._root_lineage = _lineage_identities(self._root)
+        self._private = tuple(_PrivatePath(os.path.realpath(path)) for path in private)
 
     def resolve(self, relative: str) -> Path:
         """The real path of ``relative`` inside the root, or ``InvalidInput`` with code
         ``invalid_source_path``. It touches the filesystem (to follow symlinks): from async code,
         call it through ``size``/``read`` or in a thread."""
+        return Path(self._real_path(relative))
+
+    def _real_path(self, relative: str) -> str:
         if len(relative) > MAX_OBJECT_KEY_CHARS:
             raise _invalid(f"object_key must be at most {MAX_OBJECT_KEY_CHARS} characters")
         if "\0" in relative:
@@ -47,35 +61,38 @@ class LocalSourceRoot:
             raise _invalid("object_key must name a file under the local source root")
         if ".." in path.parts:
             raise _invalid("object_key must not contain '..' segments")
-        root = self._root.resolve()
-        try:
-            resolved = root.joinpath(*path.parts).resolve()
-        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-            raise _invalid("object_key cannot be resolved (symlink loop)") from None
-        if not resolved.is_relative_to(root):
+        resolved = _realpath(os.path.join(self._root, *path.parts))
+        if resolved != self._root and not resolved.startswith(self._inside_root):
             raise _invalid("object_key leads outside the local source root through a symlink")
         if self._is_private(resolved):
             raise _invalid("object_key names the service's own data, which is not a source")
         return resolved
 
-    def _is_private(self, resolved: Path) -> bool:
-        candidates = [resolved, *resolved.parents]
-        # Every ancestor's stat is taken only once some private path exists to compare with:
-        # `api` on production backends usually has no data directory, and this check runs on
-        # every create and start.
-        identities: set[tuple[int, int] | None] | None = None
+    def _is_private(self, resolved: str) -> bool:
         for private in self._private:
-            real = private.resolve()
-            if any(path == real for path in candidates):
+            if resolved == private.path or resolved.startswith(private.inside):
                 return True
-            target = _identity(real)
+        # By identity too (a hard link, a case variation on a case-insensitive filesystem):
+        # the path's own components under the root are stat-ed only once a private path
+        # exists to compare them with.
+        below_root: set[tuple[int, int] | None] | None = None
+        for private in self._private:
+            target = private.identity()
             if target is None:
                 continue
-            if identities is None:
-                identities = {_identity(path) for path in candidates}
-            if target in identities:
+            if target in self._root_lineage:
+                return True
+            if below_root is None:
+                below_root = {_identity(path) for path in self._below_root(resolved)}
+            if target in below_root:
                 return True
         return False
+
+    def _below_root(self, resolved: str) -> Iterator[str]:
+        """``resolved`` and its parents, up to but not including the root."""
+        while resolved.startswith(self._inside_root):
+            yield resolved
+            resolved = os.path.dirname(resolved)
 
     async def size(self, relative: str) -> int | None:
         """The file's size, or None when it is missing or not a regular file."""
@@ -86,21 +103,60 @@ class LocalSourceRoot:
         return await asyncio.to_thread(self._read, relative)
 
     def _size(self, relative: str) -> int | None:
-        path = self.resolve(relative)
+        path = self._real_path(relative)
         try:
             with _translated_errors():
-                info = path.stat()
+                info = os.stat(path)
         except NotFound:
             return None
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def _read(self, relative: str) -> bytes:
-        path = self.resolve(relative)
-        with _translated_errors():
-            return path.read_bytes()
+        path = self._real_path(relative)
+        with _translated_errors(), open(path, "rb") as file:
+            return file.read()
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+class _PrivatePath:
+    """A path a source must never reach; its identity is remembered once it exists (a missing
+    one is looked for again on every check, so a file made later is still recognised)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inside = path.rstrip("/") + "/"
+        self._identity: tuple[int, int] | None = None
+
+    def identity(self) -> tuple[int, int] | None:
+        if self._identity is None:
+            self._identity = _identity(self.path)
+        return self._identity
+
+
+def _realpath(path: str) -> str:
+    """``os.path.realpath``, except that a symlink loop is refused instead of left in place."""
+    try:
+        return os.path.realpath(path, strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return os.path.realpath(path)  # a missing file: the caller finds it missing
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _invalid("object_key is longer than the filesystem allows") from None
+        raise _invalid("object_key cannot be resolved (symlink loop)") from None
+
+
+def _lineage_identities(path: str) -> frozenset[tuple[int, int]]:
+    identities = set()
+    while True:
+        identity = _identity(path)
+        if identity is not None:
+            identities.add(identity)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return frozenset(identities)
+        path = parent
+
+
+def _identity(path: str) -> tuple[int, int] | None:
     """Device and inode: one file's identity whatever name (or letter case) reaches it."""
     try:
         info = os.stat(path)
@@ -120,6 +176,8 @@ def _translated_errors() -> Iterator[None]:
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise _invalid("object_key is longer than the filesystem allows") from None
+        if exc.errno == errno.ELOOP:  # a symlink loop made after the path was resolved
+            raise _invalid("object_key cannot be resolved (symlink loop)") from None
         raise StorageUnavailable("the local source root cannot be read") from exc
 
 

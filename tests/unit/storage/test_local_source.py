@@ -193,3 +193,33 @@ def test_a_private_file_that_appears_later_is_refused_by_identity(root: Path) ->
         sources.resolve("copy.jpg")
     assert caught.value.code == "invalid_source_path"
     assert sources.resolve("photo.jpg") == (root / "photo.jpg").resolve()
+
+
+async def test_the_root_is_resolved_once_so_a_repointed_root_is_not_followed(
+    root: Path, tmp_path: Path
+) -> None:
+    # Resolving the root once per process is what keeps the check cheap; re-pointing the link
+    # while the service runs must not move the sources (restart to move them).
+    link = tmp_path / "root-link"
+    link.symlink_to(root, target_is_directory=True)
+    sources = LocalSourceRoot(link)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "photo.jpg").write_bytes(b"other bytes")
+    link.unlink()
+    link.symlink_to(elsewhere, target_is_directory=True)
+
+    assert await sources.read("photo.jpg") == b"jpeg bytes"
+    assert sources.resolve("photo.jpg") == (root / "photo.jpg").resolve()
+
+
+async def test_a_root_inside_a_private_directory_has_no_sources(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "photo.jpg").write_bytes(b"jpeg bytes")
+    # Both named through links: their real paths still put the root inside the data.
+    (tmp_path / "images-link").symlink_to(data / "images", target_is_directory=True)
+    (tmp_path / "data-link").symlink_to(data, target_is_directory=True)
+    sources = LocalSourceRoot(tmp_path / "images-link", private=[tmp_path / "data-link"])
+
+    await _assert_refused(sources, "photo.jpg")
