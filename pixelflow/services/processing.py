@@ -224,17 +224,22 @@ class Processor:
         sink = OutputSink(
             self.storage, job.id, limit=self.policy.max_output_bytes, tracer=self.tracer
         )
-        phase = "waiting for a slot"
+        phase = "fetching the source"
         try:
-            async with asyncio.timeout(self.policy.job_timeout):
+            async with asyncio.timeout(self.policy.job_timeout), sink:
+                # Fetched before the slot, so reading one job's source overlaps another's
+                # render (a job waiting for a slot holds only its source's bytes).
+                with self.tracer.start_as_current_span("pixelflow.job.fetch"):
+                    source = await self._fetch(job)
+                phase = "waiting for a slot"
                 # The slot is held until the render has really stopped: ``Imaging.render``
                 # returns (or raises) only once libvips is done with the job, timeout included.
                 async with self._slots:
-                    phase = "fetching the source"
-                    with self.tracer.start_as_current_span("pixelflow.job.fetch"):
-                        source = await self._fetch(job)
                     phase = "rendering"
                     await self._render(job, source, sink)
+                # The last output's write goes on after the slot is free for the next job.
+                phase = "writing the outputs"
+                await sink.flush()
         except TimeoutError:
             message = f"the attempt took longer than {self.policy.job_timeout:g} s ({phase})"
             error: PixelflowError = (
@@ -389,20 +394,27 @@ class Processor:
 
 
 class OutputSink:
-    """Writes each output to storage the moment the renderer hands it over, so a job never
-    holds more than one encoded output in memory, and refuses (``output_too_large``, permanent)
-    the output that would take the job past ``limit`` bytes in all."""
+    """Writes each output to storage as the renderer hands it over, and refuses
+    (``output_too_large``, permanent) the output that would take the job past ``limit`` bytes
+    in all.
+
+    ``put`` starts the write and returns once the previous one is done, so the renderer goes
+    on encoding the next output (or frees its slot) while this one uploads, and a job holds
+    at most two encoded outputs in memory, however many it makes. ``flush`` waits for the last
+    write; a failed write raises there or at the next ``put``. Used as an async context
+    manager, a write still in flight when the attempt ends early is cancelled."""
 
     def __init__(self, storage: ObjectStorage, job_id: str, *, limit: int, tracer: Tracer) -> None:
         self.storage = storage
         self.job_id = job_id
         self.limit = limit
         self.tracer = tracer
-        # put runs in a task of its own (started from the libvips thread): its spans hang
+        # Writes run in tasks of their own (started from the libvips thread): their spans hang
         # under the attempt's span captured here, not under whatever is current there.
         self.trace_context = otel_context.get_current()
         self.outputs: list[Output] = []
         self.total = 0
+        self._writing: asyncio.Task[None] | None = None
 
     async def put(self, result: Rendered) -> None:
         size = len(result.data)
@@ -412,23 +424,45 @@ class OutputSink:
                 f"{self.limit} bytes (PIXELFLOW_MAX_OUTPUT_BYTES)",
                 code="output_too_large",
             )
+        await self.flush()
+        self.total += size
+        self._writing = asyncio.create_task(self._write(result))
+
+    async def flush(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _write(self, result: Rendered) -> None:
         key = output_key(self.job_id, result.step_id, result.format)
         with self.tracer.start_as_current_span(
             "pixelflow.job.emit",
             context=self.trace_context,
-            attributes={"pixelflow.step_id": result.step_id, "pixelflow.bytes": size},
+            attributes={"pixelflow.step_id": result.step_id, "pixelflow.bytes": len(result.data)},
         ):
             await self.storage.put(key, result.data, content_type=result.content_type)
-        self.total += size
         self.outputs.append(
             Output(
                 step_id=result.step_id,
                 action=result.action,
                 format=result.format,
                 object_key=key,
-                bytes=size,
+                bytes=len(result.data),
                 width=result.width,
                 height=result.height,
                 content_type=result.content_type,
             )
         )
+
+    async def __aenter__(self) -> OutputSink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None and not writing.done():
+            writing.cancel()
+        if writing is not None:
+            # Retrieved, so a failed write is not logged as never retrieved; what it raised
+            # matters only when the attempt was still going to succeed, and then flush raised.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writing

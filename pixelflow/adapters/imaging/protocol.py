@@ -54,15 +54,15 @@ class Imaging(Protocol):
         emit: Emit | None = None,
     ) -> list[Rendered]:
         """Decode ``source`` once and run the pipeline, in pipeline order. With ``emit``, each
-        emitted step's output is awaited through it as soon as it is encoded and then dropped
-        (the call returns ``[]``): a job holds one encoded output in memory at a time, however
-        many it makes. An exception from ``emit`` stops the render and propagates. Without
-        ``emit``, every output is returned. Runs libvips off the event loop. Raises
-        ``SourceTooLarge`` before decoding when the header's dimensions or the byte size exceed
-        ``limits``, and ``ImageRejected(code="invalid_image")`` for empty, truncated or
-        non-image input or a format outside the allowlist. ``on_step`` is told of each step
-        as it finishes (from the rendering thread). Cancelling it stops the render: the
-        cancellation is raised only once no thread works for this render any more, so a
+        emitted step's output is awaited through it as soon as it is encoded and then dropped (the
+        call returns ``[]``): the renderer holds one encoded output in memory at a time, however
+        many it makes (what ``emit`` keeps while it writes is its own affair). An exception from
+        ``emit`` stops the render and propagates. Without ``emit``, every output is returned. Runs
+        libvips off the event loop. Raises ``SourceTooLarge`` before decoding when the header's
+        dimensions or the byte size exceed ``limits``, and ``ImageRejected(code="invalid_image")``
+        for empty, truncated or non-image input or a format outside the allowlist. ``on_step`` is
+        told of each step as it finishes (from the rendering thread). Cancelling it stops the
+        render: the cancellation is raised only once no thread works for this render any more, so a
         caller's slot is never freed while the old render still runs."""
         ...
 

@@ -74,7 +74,7 @@ class VipsImaging:
         abandoned = threading.Event()
 
         def emit_from_pool(rendered: Rendered) -> None:
-            # The pool thread waits for the write, so only one encoded output is alive at once.
+            # The pool thread waits for emit, so the renderer holds one encoded output at a time.
             if abandoned.is_set():
                 raise _Abandoned
             assert emit is not None
