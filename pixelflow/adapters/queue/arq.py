@@ -13,6 +13,9 @@ arq refuses an id while a *result* is kept for it too, so the worker must run wi
 The arq envelope is msgpack rather than arq's default pickle, so nothing read back from Redis is
 ever unpickled. Producer and consumer agree on it: ``run`` builds its arq ``Worker`` from
 ``worker_settings``, on this queue's own connection pool. Nothing outside this module touches arq.
+
+``enqueue`` also publishes a wake-up on ``<queue name>:wake`` (``wake_channel``) when it adds a
+job that is due at once: a hint for an idle consumer, which polling does not depend on.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ _RECONNECT_CAP = 10.0
 
 # arq's enqueue_job in one atomic step, plus the stale-result rule: refuse while the job's key
 # exists (waiting, deferred or running); a kept result blocks only while the job is in progress,
-# otherwise it is stale and cleared. KEYS: job, in-progress, result, queue.
-# ARGV: envelope, expiry in ms, job id, score.
+# otherwise it is stale and cleared. A job added that is due at once is announced on the wake-up
+# channel (a channel is not a key, hence ARGV; empty for a deferred job, which no poll would take
+# yet). KEYS: job, in-progress, result, queue. ARGV: envelope, expiry in ms, job id, score,
+# wake-up channel or ''.
 _ENQUEUE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -62,6 +67,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[3]) end
 return 1
 """
 
@@ -86,6 +92,11 @@ def serialize_envelope(envelope: dict[str, Any]) -> bytes:
 def deserialize_envelope(data: bytes) -> dict[str, Any]:
     envelope: dict[str, Any] = msgspec.msgpack.decode(data)
     return envelope
+
+
+def wake_channel(name: str) -> str:
+    """The channel ``enqueue`` announces a job on, for queue ``name`` (a hint: see ``run``)."""
+    return f"{name}:wake"
 
 
 def worker_settings(*, name: str) -> dict[str, Any]:
@@ -250,8 +261,9 @@ class ArqQueue:
             result_key_prefix + task.job_id,
             self.name,
         ]
+        wake = wake_channel(self.name) if score <= now else ""
         added = await self._enqueue_script(
-            keys=keys, args=[envelope, expires_ms, task.job_id, score]
+            keys=keys, args=[envelope, expires_ms, task.job_id, score, wake]
         )
         return bool(added)
 
