@@ -13,6 +13,12 @@ arq refuses an id while a *result* is kept for it too, so the worker must run wi
 The arq envelope is msgpack rather than arq's default pickle, so nothing read back from Redis is
 ever unpickled. Producer and consumer agree on it: ``run`` builds its arq ``Worker`` from
 ``worker_settings``, on this queue's own connection pool. Nothing outside this module touches arq.
+
+Polling the queue's sorted set is the source of truth; a wake-up only makes an idle consumer poll
+sooner. ``enqueue`` publishes one on ``<queue name>:wake`` (``wake_channel``) when it adds a job
+that is due at once, and ``run`` listens on that channel (a PubSub on a connection of its own
+from the pool), so a job enqueued to an idle worker is claimed within a round trip rather than at
+the next poll. A wake-up lost to a Redis outage costs at most one poll delay.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import msgspec
@@ -29,6 +35,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker, func
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from pixelflow.adapters.queue.protocol import Handler
@@ -46,14 +53,24 @@ ARQ_MAX_TRIES = 1_000
 
 # Failures of a Redis call that mean "Redis is not there right now".
 _REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-# The consumer polls this often, and backs off up to this long while Redis is down.
+# The consumer polls this often (sooner when woken), and backs off up to this long while Redis
+# is down.
 _POLL_DELAY = 0.2
 _RECONNECT_CAP = 10.0
+# The wake-up listener's first retry after losing Redis: its own, as resubscribing quickly does
+# not depend on how often the queue is polled.
+_RESUBSCRIBE_DELAY = 0.2
+# One read of the wake-up subscription waits this long for a message. Given explicitly, it makes
+# redis-py answer "no message" when it runs out, rather than apply the pool's socket timeout (if
+# one is set) and take a subscription that is quiet, as it mostly is, for an outage.
+_WAKE_READ_TIMEOUT = 60.0
 
 # arq's enqueue_job in one atomic step, plus the stale-result rule: refuse while the job's key
 # exists (waiting, deferred or running); a kept result blocks only while the job is in progress,
-# otherwise it is stale and cleared. KEYS: job, in-progress, result, queue.
-# ARGV: envelope, expiry in ms, job id, score.
+# otherwise it is stale and cleared. A job added that is due at once is announced on the wake-up
+# channel (a channel is not a key, hence ARGV; empty for a deferred job, which no poll would take
+# yet). KEYS: job, in-progress, result, queue. ARGV: envelope, expiry in ms, job id, score,
+# wake-up channel or ''.
 _ENQUEUE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -62,6 +79,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[3]) end
 return 1
 """
 
@@ -86,6 +104,11 @@ def serialize_envelope(envelope: dict[str, Any]) -> bytes:
 def deserialize_envelope(data: bytes) -> dict[str, Any]:
     envelope: dict[str, Any] = msgspec.msgpack.decode(data)
     return envelope
+
+
+def wake_channel(name: str) -> str:
+    """The channel ``enqueue`` announces a job on, for queue ``name`` (a hint: see ``run``)."""
+    return f"{name}:wake"
 
 
 def worker_settings(*, name: str) -> dict[str, Any]:
@@ -182,6 +205,10 @@ class ArqQueue:
         ends the process). Here the poll loop is driven step by step: an error backs off
         (capped) and polling resumes once Redis answers again; redis-py reconnects by itself.
         Jobs already running carry on meanwhile: their state is in the store, not in Redis.
+
+        Beside it, a listener task subscribed to ``wake_channel`` sets an event on each wake-up
+        ``enqueue`` publishes, which ends the poll loop's wait at once. Both tasks live and end
+        with this call.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -204,7 +231,9 @@ class ArqQueue:
             **worker_settings(name=self.name),
         )
         self._stopping = stopping = asyncio.Event()
-        polling = asyncio.create_task(_poll_forever(worker, self.name))
+        wake = asyncio.Event()
+        listening = asyncio.create_task(_listen_for_wakeups(self._redis, self.name, wake))
+        polling = asyncio.create_task(_poll_forever(worker, self.name, wake))
         try:
             await stopping.wait()
             worker.allow_pick_jobs = False
@@ -213,7 +242,8 @@ class ArqQueue:
                 await asyncio.wait(running)
         finally:
             polling.cancel()
-            left = [*worker.tasks.values(), polling]
+            # The listener closes its subscription as it ends.
+            left = [*worker.tasks.values(), polling, listening]
             for task in left:
                 task.cancel()
             # Cancelled handlers hand their jobs back; let them finish doing so.
@@ -250,8 +280,9 @@ class ArqQueue:
             result_key_prefix + task.job_id,
             self.name,
         ]
+        wake = wake_channel(self.name) if score <= now else ""
         added = await self._enqueue_script(
-            keys=keys, args=[envelope, expires_ms, task.job_id, score]
+            keys=keys, args=[envelope, expires_ms, task.job_id, score, wake]
         )
         return bool(added)
 
@@ -268,16 +299,21 @@ class ArqQueue:
             raise QueueUnavailable("the queue (Redis) is unavailable") from exc
 
 
-async def _poll_forever(worker: Worker, name: str) -> None:
+async def _poll_forever(worker: Worker, name: str, wake: asyncio.Event) -> None:
     """arq's poll loop (``Worker.main`` without its pool set-up and start-up logs), riding out
     Redis outages. The outage itself is reported by the worker's dependency watch, once.
 
     Unlike arq's loop it does not sleep ``poll_delay`` after every poll: a poll that started jobs
-    with slots still free polls again at once, and a running job that ends cuts the sleep short,
-    so a backlog is taken as fast as slots free up; an idle queue is still polled every delay."""
+    with slots still free polls again at once, a running job that ends cuts the wait short, and
+    so does ``wake`` (set by the wake-up listener when a job is enqueued) while a slot is free.
+    So a backlog is taken as fast as slots free up and a job enqueued to an idle worker at once;
+    an idle queue is still polled every delay, which finds whatever a lost wake-up announced."""
     failures = 0
     while True:
         started = worker._jobs_started()
+        # Cleared before the poll, not after: a wake-up arriving during the poll (for a job it
+        # may have missed) still ends the next wait.
+        wake.clear()
         try:
             # A private arq method, pinned by the arq version: the one step of its loop.
             await worker._poll_iteration()
@@ -293,10 +329,65 @@ async def _poll_forever(worker: Worker, name: str) -> None:
         failures = 0
         if worker._jobs_started() > started and worker.job_counter < worker.max_jobs:
             continue  # it took jobs and has room for more: more may be waiting right now
-        # Otherwise wait for the poll delay, or less if a running job ends first (its slot is
-        # free again, and the queue may hold more).
-        running = [task for task in worker.tasks.values() if not task.done()]
-        if running:
-            await asyncio.wait(running, timeout=_POLL_DELAY, return_when=asyncio.FIRST_COMPLETED)
-        else:
-            await asyncio.sleep(_POLL_DELAY)
+        await _wait_to_poll(worker, wake)
+
+
+async def _wait_to_poll(worker: Worker, wake: asyncio.Event) -> None:
+    """Wait for the poll delay, or less: until a running job ends (its slot is free again, and
+    the queue may hold more) or, while a slot is free, until ``wake`` is set (a job was
+    enqueued). Nothing in flight is cancelled to wake up: only waits end early."""
+    waits: list[asyncio.Future[Any]] = [task for task in worker.tasks.values() if not task.done()]
+    woken: asyncio.Task[bool] | None = None
+    if worker.job_counter < worker.max_jobs:
+        if wake.is_set():
+            return
+        woken = asyncio.create_task(wake.wait())
+        waits.append(woken)
+    if not waits:
+        await asyncio.sleep(_POLL_DELAY)
+        return
+    try:
+        await asyncio.wait(waits, timeout=_POLL_DELAY, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if woken is not None:
+            woken.cancel()
+
+
+async def _listen_for_wakeups(redis: ArqRedis, name: str, wake: asyncio.Event) -> None:
+    """Set ``wake`` on each wake-up published for queue ``name``, and each time the subscription
+    is made: a job enqueued before then was announced to no one, so the poll loop looks at once.
+
+    Rides out Redis outages as the poll loop does (backs off, capped, and subscribes again),
+    logging only at debug: polling every ``_POLL_DELAY`` still finds the work meanwhile."""
+    failures = 0
+    while True:
+        try:
+            async with _subscription(redis, wake_channel(name)) as pubsub:
+                while True:
+                    message = await pubsub.get_message(timeout=_WAKE_READ_TIMEOUT)
+                    if message is not None:  # a wake-up, or the subscription's confirmation
+                        failures = 0
+                        wake.set()
+        except Exception as exc:
+            if not isinstance(exc, _REDIS_DOWN):
+                logger.exception("queue %s: wake-up listener failed", name)
+            failures += 1
+            delay = backoff(failures, base=_RESUBSCRIBE_DELAY, cap=_RECONNECT_CAP)
+            logger.debug(
+                "queue %s: wake-up subscription lost (%r); again in %.1f s", name, exc, delay
+            )
+            await asyncio.sleep(delay)
+
+
+@asynccontextmanager
+async def _subscription(redis: ArqRedis, channel: str) -> AsyncIterator[PubSub]:
+    """A PubSub subscribed to ``channel``, holding a connection of its own from the pool until
+    it is closed (always, however the block ends: its connection goes back to the pool)."""
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+        yield pubsub
+    finally:
+        # Its connection may be broken already (the outage that ended the block).
+        with suppress(*_REDIS_DOWN):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
