@@ -123,3 +123,9 @@ def _unavailable_on_error(message: str = "PostgreSQL is unavailable") -> Iterato
     except _UNAVAILABLE as exc:
         # The driver's text stays in __cause__ for the logs, never in the message.
         raise DatabaseUnavailable(message) from exc
+    except asyncpg.InterfaceError as exc:
+        # A transaction whose connection died under it fails again on its way out (the
+        # rollback finds the connection closed), and that second error hides the outage.
+        if isinstance(exc.__context__, _UNAVAILABLE):
+            raise DatabaseUnavailable(message) from exc.__context__
+        raise

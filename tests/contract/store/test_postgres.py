@@ -10,6 +10,7 @@ import pytest
 from pixelflow.adapters.store.migrations import migrate
 from pixelflow.adapters.store.postgres import PostgresStore
 from pixelflow.adapters.store.schema import available
+from pixelflow.adapters.store.statements import Statement
 from pixelflow.core.errors import DatabaseUnavailable
 from tests.contract.store.helpers import make_job
 from tests.support.postgres import temporary_database
@@ -92,3 +93,25 @@ async def test_a_connection_comes_back_from_the_pool_outside_any_transaction() -
             await store.create_job(make_job())  # and the store still works on it
         finally:
             await store.close()
+
+
+async def test_a_connection_killed_inside_a_transaction_is_database_unavailable() -> None:
+    """The rollback on the way out fails too (its connection is gone): that second error must
+    not hide the outage, or a PostgreSQL restart reaches the worker as a traceback."""
+    async with temporary_database() as dsn:
+        store = await PostgresStore.open(dsn, max_size=1)
+        killer = await asyncpg.connect(dsn)
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                async with store._transaction() as conn:
+                    backend = (await conn.fetchrow(_backend_pid()))["pid"]  # type: ignore[index]
+                    await killer.execute("SELECT pg_terminate_backend($1)", backend)
+                    await conn.fetchrow(_backend_pid())
+            await store.create_job(make_job())  # a fresh connection serves the next call
+        finally:
+            await killer.close()
+            await store.close()
+
+
+def _backend_pid() -> Statement:
+    return Statement("SELECT pg_backend_pid() AS pid", ())
