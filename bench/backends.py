@@ -253,8 +253,13 @@ class ThumborBackend:
         cpu_before = cpu_seconds(self.pid)
         slots = asyncio.Semaphore(2 * CORES)
         if self._session is None:  # the same client as PixelflowBackend's, for the same reason
+            # A connection per request: thumbor's processes share one listening socket, and a
+            # kept-alive connection stays with the process that accepted it, which could
+            # leave one process with most of the work.
             self._session = aiohttp.ClientSession(
-                self.url, timeout=aiohttp.ClientTimeout(total=120)
+                self.url,
+                timeout=aiohttp.ClientTimeout(total=120),
+                connector=aiohttp.TCPConnector(force_close=True),
             )
         session = self._session
         started = time.perf_counter()
