@@ -7,9 +7,11 @@ which holds the database, the signing key and every job's outputs) is refused to
 is compared by name and, for itself and each of its parents under the root (and, once, the
 root's own ancestors), by device and inode, so a symlink, a hard link, a detour or a case
 variation on a case-insensitive filesystem all meet the same refusal. The check runs at create
-time, at start and again when the worker reads the file. The root itself is trusted: someone
-who can write there could race a check with a rename, which only an
-``openat2(RESOLVE_BENEATH)``-style API would close.
+time, at start and again when the worker reads the file. On Linux the file is opened before it
+is checked and its real path read back from the open descriptor, so the bytes read are those of
+the file that passed the check, whatever is renamed or re-linked in between. Elsewhere the check
+walks the path and the read opens it again: someone who can write under the root could race the
+two with a rename, so the root itself is trusted there.
 """
 
 from __future__ import annotations
@@ -42,14 +44,37 @@ class LocalSourceRoot:
         # root (under another name, or letter case) makes every source private.
         self._root_lineage = _lineage_identities(self._root)
         self._private = tuple(_PrivatePath(os.path.realpath(path)) for path in private)
+        # Where the kernel names open files (Linux's /proc/self/fd), a source is opened first
+        # and its real path read back from the open file: one open and one readlink in C
+        # instead of a walk in Python, and what is then read is the very file that was checked.
+        self._pinned = _can_pin_files()
 
     def resolve(self, relative: str) -> Path:
         """The real path of ``relative`` inside the root, or ``InvalidInput`` with code
         ``invalid_source_path``. It touches the filesystem (to follow symlinks): from async code,
         call it through ``size``/``read`` or in a thread."""
-        return Path(self._real_path(relative))
+        with self._checked(relative) as (path, _):
+            return Path(path)
 
-    def _real_path(self, relative: str) -> str:
+    @contextmanager
+    def _checked(self, relative: str) -> Iterator[tuple[str, int | None]]:
+        """The checked real path of ``relative`` and, where files can be pinned and it exists,
+        an ``O_PATH`` descriptor of that very file (closed on exit)."""
+        joined = self._joined(relative)
+        pinned = _open_pinned(joined) if self._pinned else None
+        try:
+            resolved = _pinned_path(pinned) if pinned is not None else _realpath(joined)
+            if resolved != self._root and not resolved.startswith(self._inside_root):
+                raise _invalid("object_key leads outside the local source root through a symlink")
+            if self._is_private(resolved):
+                raise _invalid("object_key names the service's own data, which is not a source")
+            yield resolved, pinned
+        finally:
+            if pinned is not None:
+                os.close(pinned)
+
+    def _joined(self, relative: str) -> str:
+        """``relative`` under the root, once it passes the checks that need no filesystem."""
         if len(relative) > MAX_OBJECT_KEY_CHARS:
             raise _invalid(f"object_key must be at most {MAX_OBJECT_KEY_CHARS} characters")
         if "\0" in relative:
@@ -61,12 +86,7 @@ class LocalSourceRoot:
             raise _invalid("object_key must name a file under the local source root")
         if ".." in path.parts:
             raise _invalid("object_key must not contain '..' segments")
-        resolved = _realpath(os.path.join(self._root, *path.parts))
-        if resolved != self._root and not resolved.startswith(self._inside_root):
-            raise _invalid("object_key leads outside the local source root through a symlink")
-        if self._is_private(resolved):
-            raise _invalid("object_key names the service's own data, which is not a source")
-        return resolved
+        return os.path.join(self._root, *path.parts)
 
     def _is_private(self, resolved: str) -> bool:
         for private in self._private:
@@ -103,18 +123,23 @@ class LocalSourceRoot:
         return await asyncio.to_thread(self._read, relative)
 
     def _size(self, relative: str) -> int | None:
-        path = self._real_path(relative)
-        try:
-            with _translated_errors():
-                info = os.stat(path)
-        except NotFound:
-            return None
+        with self._checked(relative) as (path, pinned):
+            try:
+                with _translated_errors():
+                    info = os.stat(path) if pinned is None else os.fstat(pinned)
+            except NotFound:
+                return None
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def _read(self, relative: str) -> bytes:
-        path = self._real_path(relative)
-        with _translated_errors(), open(path, "rb") as file:
-            return file.read()
+        with self._checked(relative) as (path, pinned), _translated_errors():
+            info = os.stat(path) if pinned is None else os.fstat(pinned)
+            if not stat.S_ISREG(info.st_mode):  # a directory, or a FIFO that would block
+                raise FileNotFoundError(path)
+            # Reopening the pinned descriptor reads the file that was checked, whatever was
+            # renamed or re-linked in the meantime.
+            with open(path if pinned is None else f"/proc/self/fd/{pinned}", "rb") as file:
+                return file.read()
 
 
 class _PrivatePath:
@@ -130,6 +155,28 @@ class _PrivatePath:
         if self._identity is None:
             self._identity = _identity(self.path)
         return self._identity
+
+
+def _can_pin_files() -> bool:
+    return hasattr(os, "O_PATH") and os.path.isdir("/proc/self/fd")
+
+
+def _open_pinned(path: str) -> int | None:
+    """An ``O_PATH`` descriptor of ``path``, every symlink followed by the kernel; None when it
+    cannot be opened (missing, or unreadable): the Python walk then gives the verdict, e.g. a
+    dangling symlink that points outside the root."""
+    try:
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _invalid("object_key cannot be resolved (symlink loop)") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _invalid("object_key is longer than the filesystem allows") from None
+        return None
+
+
+def _pinned_path(descriptor: int) -> str:
+    return os.readlink(f"/proc/self/fd/{descriptor}")
 
 
 def _realpath(path: str) -> str:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from pixelflow.adapters.storage import local_source
 from pixelflow.adapters.storage.local_source import LocalSourceRoot
 from pixelflow.core.errors import InvalidInput, NotFound
+
+
+@pytest.fixture(autouse=True, params=["pinned", "walked"])
+def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the kernel resolving an open file (Linux) and with the portable
+    walk in Python that other systems use."""
+    if request.param == "walked":
+        monkeypatch.setattr(local_source, "_can_pin_files", lambda: False)
+    return str(request.param)
+
+
+def test_linux_resolves_sources_through_open_files(root: Path, resolution: str) -> None:
+    pinned = resolution == "pinned" and sys.platform == "linux"
+    assert LocalSourceRoot(root)._pinned is pinned
 
 
 @pytest.fixture
@@ -223,3 +240,32 @@ async def test_a_root_inside_a_private_directory_has_no_sources(tmp_path: Path) 
     sources = LocalSourceRoot(tmp_path / "images-link", private=[tmp_path / "data-link"])
 
     await _assert_refused(sources, "photo.jpg")
+
+
+async def test_a_fifo_is_not_a_source_and_never_blocks(
+    sources: LocalSourceRoot, root: Path
+) -> None:
+    os.mkfifo(root / "pipe.jpg")
+    assert await asyncio.wait_for(sources.size("pipe.jpg"), 10) is None
+    with pytest.raises(NotFound):
+        await asyncio.wait_for(sources.read("pipe.jpg"), 10)
+
+
+async def test_a_pinned_file_read_is_the_file_checked(
+    root: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a pinned file survives a swap between the check and the read (Linux, which the
+    # service runs on); the walk elsewhere trusts the root instead.
+    monkeypatch.setattr(local_source, "_can_pin_files", lambda: True)
+    sources = LocalSourceRoot(root)
+    checked_path = local_source._pinned_path
+
+    def swapped_after_the_check(descriptor: int) -> str:
+        path = checked_path(descriptor)
+        # An attacker who can write under the root swaps the file for a link leading out.
+        (root / "photo.jpg").unlink()
+        (root / "photo.jpg").symlink_to(outside / "secret.jpg")
+        return path
+
+    monkeypatch.setattr(local_source, "_pinned_path", swapped_after_the_check)
+    assert await sources.read("photo.jpg") == b"jpeg bytes"
