@@ -1,4 +1,5 @@
-"""PostgreSQL store (production): an asyncpg pool, JSONB documents, timestamptz times."""
+"""PostgreSQL store (production): pooled asyncpg connections, JSONB documents, timestamptz
+times."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from pixelflow.adapters.store.base import SqlStore
 from pixelflow.adapters.store.codec import Row
+from pixelflow.adapters.store.connections import ConnectionPool
 from pixelflow.adapters.store.migrations import migrate as apply_migrations
 from pixelflow.adapters.store.statements import Statement
 from pixelflow.core.errors import DatabaseUnavailable
@@ -28,58 +30,42 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-async def _keep_session(conn: Any) -> None:
-    """Hand a connection back to the pool without asyncpg's default reset query (advisory
-    unlock, CLOSE ALL, UNLISTEN, RESET ALL): one more round trip on every release, 11% of
-    `pixelflow api`'s samples under create+start load (docs/benchmarks.md). The store changes
-    no session state (the migrations release their advisory lock themselves), and asyncpg
-    still rolls back a transaction left open before it calls this."""
-
-
 class PostgresStore(SqlStore):
     dialect = "postgresql"
 
-    def __init__(self, pool: Any, *, acquire_timeout: float = 10.0) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
-        self._acquire_timeout = acquire_timeout
 
     @classmethod
     async def open(
         cls,
         dsn: str,
         *,
-        min_size: int = 0,
         max_size: int = 10,
         migrate: bool = True,
         connect_timeout: float = 10.0,
         command_timeout: float = 30.0,
     ) -> PostgresStore:
-        """Connect a pool to ``dsn`` and, unless told not to, apply pending migrations.
+        """Open a pool on ``dsn`` and, unless told not to, apply pending migrations.
 
-        ``min_size`` is 0: with a floor, asyncpg keeps reconnecting in the background while
-        the server is down and logs a traceback each time; connections are opened on demand
-        instead, and one is opened here to check the server is reachable."""
-        with _unavailable_on_error("cannot connect to PostgreSQL"):
-            pool = await asyncpg.create_pool(
-                dsn,
-                min_size=min_size,
-                max_size=max_size,
-                timeout=connect_timeout,
-                command_timeout=command_timeout,
-                reset=_keep_session,
+        Connections are opened on demand (no floor: nothing reconnects in the background
+        while the server is down); one is opened here to check the server is reachable."""
+
+        async def connect() -> Any:
+            return await asyncpg.connect(
+                dsn, timeout=connect_timeout, command_timeout=command_timeout
             )
+
+        pool = ConnectionPool(connect, max_size=max_size, acquire_timeout=connect_timeout)
         try:
             with _unavailable_on_error("cannot connect to PostgreSQL"):
-                # The pool opens no connection by itself (no floor): check the server now.
-                async with pool.acquire(timeout=connect_timeout):
-                    pass
-            if migrate:
-                with _unavailable_on_error():
-                    await apply_migrations(pool)
+                async with pool.acquire() as conn:
+                    if migrate:
+                        await apply_migrations(conn)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, acquire_timeout=connect_timeout)
+        return cls(pool)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -87,7 +73,7 @@ class PostgresStore(SqlStore):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[_PostgresConnection]:
         with _unavailable_on_error():
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            async with self._pool.acquire() as conn:
                 yield _PostgresConnection(conn)
 
     @asynccontextmanager
@@ -95,10 +81,7 @@ class PostgresStore(SqlStore):
         # READ COMMITTED is what the compare-and-sets need: an UPDATE that waited for a
         # concurrent one re-checks its WHERE clause against the committed row.
         with _unavailable_on_error():
-            async with (
-                self._pool.acquire(timeout=self._acquire_timeout) as conn,
-                conn.transaction(),
-            ):
+            async with self._pool.acquire() as conn, conn.transaction():
                 yield _PostgresConnection(conn)
 
 
