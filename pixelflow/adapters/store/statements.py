@@ -53,6 +53,11 @@ class _Args:
         self._values.append(value)
         return f"${len(self._values)}"
 
+    def insert(self, table: str, values: dict[str, object]) -> str:
+        """``INSERT INTO table (columns) VALUES (placeholders)`` for ``values``, by column."""
+        placeholders = ", ".join(self(value) for value in values.values())
+        return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({placeholders})"
+
     def statement(self, sql: str) -> Statement:
         return Statement(sql, tuple(self._values))
 
@@ -79,8 +84,7 @@ def insert_job(job: Job) -> Statement:
     """Insert ``job``; with an idempotency key, a clash inserts nothing and returns no row."""
     arg = _Args()
     values = job_values(job)
-    placeholders = ", ".join(arg(value) for value in values.values())
-    sql = f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders})"
+    sql = arg.insert("jobs", values)
     if job.idempotency_key is not None:
         sql += _IDEMPOTENCY_CONFLICT
     return arg.statement(sql + " RETURNING id")
@@ -198,11 +202,9 @@ def transition(change: Transition) -> Statement:
 def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:
     arg = _Args()
     values = {"job_id": job_id, "user_id": user_id, **usage_values(usage), "created_at": at}
-    placeholders = ", ".join(arg(value) for value in values.values())
     updates = ", ".join(f"{column} = excluded.{column}" for column in values if column != "job_id")
     return arg.statement(
-        f"INSERT INTO usage_logs ({', '.join(values)}) VALUES ({placeholders})"
-        f" ON CONFLICT (job_id) DO UPDATE SET {updates}"
+        arg.insert("usage_logs", values) + f" ON CONFLICT (job_id) DO UPDATE SET {updates}"
     )
 
 
@@ -268,10 +270,8 @@ def insert_webhook_event(event: WebhookEvent) -> Statement:
     """One event per job and outcome: a second insert for the same pair does nothing."""
     arg = _Args()
     values = webhook_event_values(event)
-    placeholders = ", ".join(arg(value) for value in values.values())
     return arg.statement(
-        f"INSERT INTO webhook_events ({', '.join(values)}) VALUES ({placeholders})"
-        " ON CONFLICT (job_id, event) DO NOTHING"
+        arg.insert("webhook_events", values) + " ON CONFLICT (job_id, event) DO NOTHING"
     )
 
 
@@ -325,10 +325,7 @@ def insert_webhook_delivery(attempt: WebhookAttempt) -> Statement:
         "duration_ms": attempt.duration_ms,
         "next_attempt_at": attempt.next_attempt_at,
     }
-    placeholders = ", ".join(arg(value) for value in values.values())
-    return arg.statement(
-        f"INSERT INTO webhook_deliveries ({', '.join(values)}) VALUES ({placeholders})"
-    )
+    return arg.statement(arg.insert("webhook_deliveries", values))
 
 
 def select_webhook_events(job_id: str) -> Statement:
@@ -387,10 +384,8 @@ def insert_api_key(key: ApiKey) -> Statement:
     """Insert ``key``; an id already taken inserts nothing and returns no row."""
     arg = _Args()
     values = api_key_values(key)
-    placeholders = ", ".join(arg(value) for value in values.values())
     return arg.statement(
-        f"INSERT INTO api_keys ({', '.join(values)}) VALUES ({placeholders})"
-        " ON CONFLICT (id) DO NOTHING RETURNING id"
+        arg.insert("api_keys", values) + " ON CONFLICT (id) DO NOTHING RETURNING id"
     )
 
 
@@ -444,11 +439,7 @@ _SESSION_COLUMNS = ", ".join(CONSOLE_SESSION_COLUMNS)
 
 def insert_console_session(session: ConsoleSession) -> Statement:
     arg = _Args()
-    values = console_session_values(session)
-    placeholders = ", ".join(arg(value) for value in values.values())
-    return arg.statement(
-        f"INSERT INTO console_sessions ({', '.join(values)}) VALUES ({placeholders})"
-    )
+    return arg.statement(arg.insert("console_sessions", console_session_values(session)))
 
 
 def select_console_session(id_hash: str, now: datetime) -> Statement:
