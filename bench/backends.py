@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -17,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -430,6 +432,29 @@ async def run_interleaved(
     finally:
         for close in closers:
             await close()
+
+
+def run_rounds(
+    chosen: list[str], workload: Workload, args: argparse.Namespace, images: Path
+) -> list[Sample]:
+    """Start the ``chosen`` backends in a scratch directory, run ``args.rounds`` interleaved
+    rounds of ``args.jobs`` items (``--set`` settings passed to PixelFlow), and stop them."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pixelflow-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        return asyncio.run(
+            run_interleaved(
+                stack,
+                chosen,
+                workload,
+                images=images,
+                workdir=Path(tmp),
+                jobs=args.jobs,
+                rounds=args.rounds,
+                env=common.settings(args.set),
+            )
+        )
 
 
 def _bound(backend: Any, jobs: int) -> Callable[[], Any]:

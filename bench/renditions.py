@@ -12,14 +12,10 @@ Not a pass/fail test.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
-import tempfile
-from pathlib import Path
 
 import common
-from backends import NAMES, Workload, run_interleaved
+from backends import NAMES, Workload, run_rounds
 from common import Ratio
 from loops import QUALITY, RENDITIONS
 
@@ -57,19 +53,7 @@ def main() -> None:
     images = common.image_dir(args.images)
     print(f"load: {common.load_note()}", file=sys.stderr)
     chosen = args.backend or ["embedded", "thumbor", "pillow", "vips"]
-    with tempfile.TemporaryDirectory(prefix="pixelflow-bench-") as tmp, contextlib.ExitStack() as s:
-        samples = asyncio.run(
-            run_interleaved(
-                s,
-                chosen,
-                workload(),
-                images=images,
-                workdir=Path(tmp),
-                jobs=args.jobs,
-                rounds=args.rounds,
-                env=common.settings(args.set),
-            )
-        )
+    samples = run_rounds(chosen, workload(), args, images)
     widths = ", ".join(f"{width} {fmt}" for width, fmt in RENDITIONS)
     title = f"{common.PHOTO} → {widths} (q{QUALITY}) per source; medians over rounds"
     payload = common.report(samples, title, "source", RATIOS)

@@ -19,15 +19,11 @@ its peak RSS; and the ratios the issue's table asks for. Not a pass/fail test.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
-import tempfile
-from pathlib import Path
 
 import common
 import pyvips
-from backends import NAMES, Workload, run_interleaved
+from backends import NAMES, Workload, run_rounds
 from common import Ratio
 from loops import OPACITY, QUALITY, TEXT, WIDTH
 
@@ -80,19 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     images = common.image_dir(args.images)
     print(f"load: {common.load_note()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="pixelflow-bench-") as tmp, contextlib.ExitStack() as s:
-        samples = asyncio.run(
-            run_interleaved(
-                s,
-                args.backend or list(NAMES),
-                workload(),
-                images=images,
-                workdir=Path(tmp),
-                jobs=args.jobs,
-                rounds=args.rounds,
-                env=common.settings(args.set),
-            )
-        )
+    samples = run_rounds(args.backend or list(NAMES), workload(), args, images)
     title = f"{common.PHOTO} → {WIDTH} px + watermark → JPEG q{QUALITY}; medians over rounds"
     payload = common.report(samples, title, "image", RATIOS)
     payload["settings"] = {"jobs": args.jobs, "rounds": args.rounds, "set": args.set}
