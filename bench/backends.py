@@ -60,7 +60,9 @@ class PixelflowBackend:
                 self.url,
                 headers={"X-User-ID": USER},
                 timeout=aiohttp.ClientTimeout(total=60),
-                connector=aiohttp.TCPConnector(limit=100),
+                # uvicorn closes a connection idle for 5 s (the other backends' turns can take
+                # that long): drop idle ones sooner, so none is reused as the server closes it.
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=2),
             )
         return self._session
 
