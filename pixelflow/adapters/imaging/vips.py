@@ -28,6 +28,7 @@ from typing import Any
 import pyvips
 
 from pixelflow.adapters.imaging import decode as decoding
+from pixelflow.adapters.imaging.allocator import keep_freed_buffers
 from pixelflow.adapters.imaging.encode import encode, prepare
 from pixelflow.adapters.imaging.operations import apply
 from pixelflow.adapters.imaging.protocol import (
@@ -168,6 +169,7 @@ async def _until_stopped(rendering: asyncio.Future[list[Rendered]]) -> None:
 
 def configure_libvips() -> None:
     """Process-wide libvips settings (idempotent), applied when an adapter is built."""
+    keep_freed_buffers()
     pyvips.concurrency_set(1)
     # The operation cache would keep decoded sources and intermediates alive between jobs;
     # within a job, sharing is explicit (the decode and chained results are kept in memory).
