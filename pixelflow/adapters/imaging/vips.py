@@ -97,7 +97,7 @@ class VipsImaging:
         rendering = loop.run_in_executor(self._pool, job)
         try:
             # Shielded: cancelling this wait must not forget the thread, which keeps running.
-            return await asyncio.shield(rendering)
+            rendered = await asyncio.shield(rendering)
         except asyncio.CancelledError:
             # The caller gave up (timeout, lease lost, cancel, shutdown): the render must not
             # write outputs for an attempt that is over, and is stopped; the caller's slot is
@@ -106,6 +106,11 @@ class VipsImaging:
             stop.set()
             await _until_stopped(rendering)
             raise
+        if emit is None:
+            return rendered
+        for output in rendered:  # the last output, handed back with the result
+            await emit(output)
+        return []
 
     def memory_in_use(self) -> int | None:
         return int(self._tracked_memory()) if self._tracked_memory is not None else None
@@ -216,11 +221,12 @@ def render_job(
     stop: StopSignal | None = None,
 ) -> list[Rendered]:
     """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``. With
-    ``emit``, each output is handed to it and not kept; without, all are returned.
+    ``emit``, each output but the last is handed to it and not kept, and the last is returned:
+    the caller hands it over as it would have been, without the thread waiting on the event
+    loop for it while the job holds a slot. Without ``emit``, all are returned.
     Setting ``stop`` from another thread ends it early with ``RenderStopped``: between steps,
-    and inside every libvips evaluation of a step or an encode (killed through the progress
-    signal). The decode itself is not interruptible; it is bounded by the pixel limit checked
-    before it."""
+    and inside every libvips evaluation of a step or an encode (through the kill flag). The
+    decode itself is not interruptible; it is bounded by the pixel limit checked before it."""
     started = time.time_ns()
     masks = TextMasks() if masks is None else masks
     header = decoding.inspect(source, limits)
@@ -239,7 +245,8 @@ def render_job(
     # Results still to be read, so each is released after its last consumer.
     pending = Counter(planned.parent for planned in plan.steps)
     rendered: list[Rendered] = []
-    for planned in plan.steps:
+    last_output = max((i for i, planned in enumerate(plan.steps) if planned.emit), default=-1)
+    for index, planned in enumerate(plan.steps):
         started = time.time_ns()
         with _step_errors(planned, stop):
             source_size = full_size if planned.parent is None else None
@@ -252,7 +259,7 @@ def render_job(
                 results[planned.id] = image
             if planned.emit:
                 output = _encode(planned, image, stop)
-                if emit is None:
+                if emit is None or index == last_output:
                     rendered.append(output)
                 else:
                     emit(output)
