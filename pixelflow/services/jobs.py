@@ -21,7 +21,14 @@ from pixelflow.adapters.storage.protocol import (
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.clock import Clock, IdFactory, new_job_id, utc_now
 from pixelflow.core.cost import check_cost
-from pixelflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from pixelflow.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PixelflowError,
+    Unavailable,
+)
 from pixelflow.core.formats import upload_key
 from pixelflow.core.models import (
     Job,
@@ -45,6 +52,20 @@ from pixelflow.services.policy import JobPolicy
 from pixelflow.telemetry.tracing import context_from, current_traceparent
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Unstarted:
+    """What start needs of a job this process created: none of it ever changes."""
+
+    user_id: str
+    source_type: str
+    object_key: str
+
+
+# How many created jobs this process remembers until they are started (about 200 bytes each);
+# past it the oldest are forgotten, and start reads them from the store as it would anyway.
+_UNSTARTED_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,11 @@ class JobService:
         self.clock = clock
         self.new_id = new_id
         self.guard = guard
+        # Jobs created here and not yet started, by id: their owner and source are immutable,
+        # so start can check the source and move the job without reading it back first. Only a
+        # shortcut: the move is conditional on the job still being created, and anything else
+        # (another process's job, a forgotten one, a failed check) takes the full path.
+        self._unstarted: dict[str, _Unstarted] = {}
 
     # -- create ----------------------------------------------------------------------------
 
@@ -129,7 +155,14 @@ class JobService:
             traceparent=traceparent,
         )
         stored = await self.store.create_job(job)
+        if stored.status is JobStatus.CREATED:
+            self._remember_unstarted(stored)
         return await self._created_response(stored)
+
+    def _remember_unstarted(self, job: Job) -> None:
+        if len(self._unstarted) >= _UNSTARTED_LIMIT:
+            del self._unstarted[next(iter(self._unstarted))]  # the oldest
+        self._unstarted[job.id] = _Unstarted(job.user_id, job.source_type, job.object_key)
 
     async def _local_key(self, object_key: str) -> str:
         if self.sources is None:
@@ -180,22 +213,22 @@ class JobService:
     # -- start -----------------------------------------------------------------------------
 
     async def start(self, user_id: str, job_id: str) -> StartJobResponse:
+        unstarted = self._unstarted.pop(job_id, None)
+        if unstarted is not None and unstarted.user_id == user_id:
+            try:
+                version = await self._source_version(unstarted.source_type, unstarted.object_key)
+            except PixelflowError:
+                version = None  # the full path tells why, or that the job has started already
+            if version is not None:
+                started = await self._queue(job_id, version)
+                if started is not None:
+                    return started
         job = await self.get(user_id, job_id)
         if job.status is JobStatus.CREATED:
-            size, etag = await self._source_version(job)
-            queued = await self.store.transition(
-                Transition(
-                    job_id=job.id,
-                    expected=frozenset({JobStatus.CREATED}),
-                    target=JobStatus.QUEUED,
-                    at=self.clock(),
-                    source_bytes=size,
-                    source_etag=etag,
-                )
-            )
-            if queued is not None:
-                enqueued = await self._enqueue(queued)
-                return self._start_response(queued, "enqueued" if enqueued else "pending_reconcile")
+            version = await self._source_version(job.source_type, job.object_key)
+            started = await self._queue(job.id, version)
+            if started is not None:
+                return started
             job = await self.get(user_id, job_id)  # a concurrent start or cancel won the race
         if job.status in {JobStatus.QUEUED, JobStatus.PROCESSING}:
             return self._start_response(job, "already_started")
@@ -203,18 +236,38 @@ class JobService:
             f"job {job.id} is {job.status} and cannot be started", code="job_not_startable"
         )
 
-    async def _source_version(self, job: Job) -> tuple[int, str | None]:
+    async def _queue(self, job_id: str, version: tuple[int, str | None]) -> StartJobResponse | None:
+        """Move the job from created to queued with its checked source's ``version`` and
+        enqueue it; None when the job was not created any more (started or canceled meanwhile,
+        or gone)."""
+        size, etag = version
+        queued = await self.store.transition(
+            Transition(
+                job_id=job_id,
+                expected=frozenset({JobStatus.CREATED}),
+                target=JobStatus.QUEUED,
+                at=self.clock(),
+                source_bytes=size,
+                source_etag=etag,
+            )
+        )
+        if queued is None:
+            return None
+        enqueued = await self._enqueue(queued)
+        return self._start_response(queued, "enqueued" if enqueued else "pending_reconcile")
+
+    async def _source_version(self, source_type: str, object_key: str) -> tuple[int, str | None]:
         """The source's size and, for an upload, the version tag the worker must find: the
         upload URL stays valid after start, so the object could be replaced by then."""
         etag: str | None = None
-        if job.source_type == "local_file":
+        if source_type == "local_file":
             assert self.sources is not None, "local_file jobs exist only with a source root"
-            size = await self.sources.size(job.object_key)
-            missing = f"the local file {job.object_key!r} no longer exists under the source root"
+            size = await self.sources.size(object_key)
+            missing = f"the local file {object_key!r} no longer exists under the source root"
         else:
-            info = await self.storage.stat(job.object_key)
+            info = await self.storage.stat(object_key)
             size, etag = (info.size, info.etag) if info is not None else (None, None)
-            missing = f"the source {job.object_key!r} has not been uploaded"
+            missing = f"the source {object_key!r} has not been uploaded"
         if size is None:
             raise Conflict(missing, code="source_missing")
         if size > self.policy.max_source_bytes:
