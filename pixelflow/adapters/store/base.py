@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
@@ -10,6 +11,7 @@ from typing import ClassVar, Protocol
 import msgspec
 
 from pixelflow.adapters.store import statements as sql
+from pixelflow.adapters.store.batching import Batcher
 from pixelflow.adapters.store.codec import (
     Row,
     api_key_from_row,
@@ -67,11 +69,19 @@ class Connection(Protocol):
 
     async def execute(self, statement: sql.Statement) -> None: ...
 
+    async def execute_batch(self, statements: Sequence[sql.Statement]) -> None:
+        """Run statements sharing one SQL text, all or none, in as few round trips as the
+        driver allows."""
+
 
 class SqlStore(abc.ABC):
     """Implements the ``Store`` Protocol on top of ``_connection`` and ``_transaction``."""
 
     dialect: ClassVar[Dialect]
+
+    def __init__(self) -> None:
+        # New jobs (without an idempotency key) are inserted in batches under load.
+        self._new_jobs = Batcher(self._insert_jobs)
 
     @abc.abstractmethod
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
@@ -90,8 +100,7 @@ class SqlStore(abc.ABC):
 
     async def create_job(self, job: Job) -> Job:
         if job.idempotency_key is None:
-            async with self._connection() as conn:
-                await conn.fetchrow(sql.insert_job(job))
+            await self._new_jobs.add(job)
             return job
         for _ in range(_IDEMPOTENCY_ROUNDS):
             async with self._transaction() as conn:
@@ -99,6 +108,14 @@ class SqlStore(abc.ABC):
             if stored is not None:
                 return stored
         raise Conflict("a concurrent request is using this Idempotency-Key; retry shortly")
+
+    async def _insert_jobs(self, jobs: Sequence[Job]) -> None:
+        async with self._connection() as conn:
+            await conn.execute_batch([sql.insert_job(job) for job in jobs])
+
+    async def _finish_writes(self) -> None:
+        """Wait for the batched writes already taken on (before the connections close)."""
+        await self._new_jobs.close()
 
     async def _create_idempotent(self, conn: Connection, job: Job, key: str) -> Job | None:
         """The new or the earlier job; None when a concurrent request got in the way."""

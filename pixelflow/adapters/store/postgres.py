@@ -3,7 +3,7 @@ times."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -34,6 +34,7 @@ class PostgresStore(SqlStore):
     dialect = "postgresql"
 
     def __init__(self, pool: ConnectionPool) -> None:
+        super().__init__()
         self._pool = pool
 
     @classmethod
@@ -68,6 +69,7 @@ class PostgresStore(SqlStore):
         return cls(pool)
 
     async def close(self) -> None:
+        await self._finish_writes()
         await self._pool.close()
 
     @asynccontextmanager
@@ -97,6 +99,14 @@ class _PostgresConnection:
 
     async def execute(self, statement: Statement) -> None:
         await self._conn.execute(statement.sql, *statement.args)
+
+    async def execute_batch(self, statements: Sequence[Statement]) -> None:
+        if len(statements) == 1:
+            await self.execute(statements[0])
+            return
+        # asyncpg sends every row's bind and execute, then one sync: one round trip, and the
+        # rows commit together or not at all.
+        await self._conn.executemany(statements[0].sql, [s.args for s in statements])
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__()
         self._conn = conn
         self._statements = _SqliteConnection(conn)
         # One connection serves every task: without this lock, a statement from one task
@@ -80,6 +81,7 @@ class SqliteStore(SqlStore):
         return cls(conn)
 
     async def close(self) -> None:
+        await self._finish_writes()
         async with self._lock:
             await self._conn.close()
 
@@ -113,7 +115,7 @@ class _SqliteConnection:
         self._conn = conn
 
     async def fetch(self, statement: Statement) -> list[Row]:
-        args = [to_micros(a) if isinstance(a, datetime) else a for a in statement.args]
+        args = [_to_sqlite(a) for a in statement.args]
         rows = await self._conn.execute_fetchall(_to_qmark(statement.sql), args)
         return [_decode_row(row) for row in rows]
 
@@ -123,6 +125,21 @@ class _SqliteConnection:
 
     async def execute(self, statement: Statement) -> None:
         await self.fetch(statement)
+
+    async def execute_batch(self, statements: Sequence[Statement]) -> None:
+        if len(statements) == 1:
+            await self.execute(statements[0])
+            return
+        rows = [[_to_sqlite(a) for a in statement.args] for statement in statements]
+        # Outside a transaction each row would commit on its own: all or none instead.
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._conn.executemany(_to_qmark(statements[0].sql), rows)
+        except BaseException:
+            with suppress(sqlite3.Error):
+                await self._conn.execute("ROLLBACK")
+            raise
+        await self._conn.execute("COMMIT")
 
 
 _CREATE_MIGRATIONS_TABLE = """
@@ -176,6 +193,10 @@ def _statements(script: str) -> list[str]:
     if pending.strip():
         raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
     return statements
+
+
+def _to_sqlite(value: object) -> object:
+    return to_micros(value) if isinstance(value, datetime) else value
 
 
 @functools.lru_cache(maxsize=128)

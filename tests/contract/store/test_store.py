@@ -478,3 +478,26 @@ async def test_expired_leases_lists_abandoned_attempts(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_concurrent_creates_are_all_stored(store: Store) -> None:
+    """New jobs created at once are written in batches: every one of them lands."""
+    jobs = [make_job(user_id=f"user-{i % 3}") for i in range(40)]
+    stored = await asyncio.gather(*(store.create_job(job) for job in jobs))
+    assert stored == jobs
+    for job in jobs:
+        assert await store.get_job(job.id) == job
+
+
+async def test_a_row_that_cannot_be_written_fails_only_its_own_create(store: Store) -> None:
+    """A batch is all or nothing; one bad row (here a second job under a taken id) must not
+    take the other creates of its batch down with it."""
+    jobs = [make_job() for _ in range(6)]
+    clash = msgspec.structs.replace(make_job(), id=jobs[2].id)
+    results = await asyncio.gather(
+        *(store.create_job(job) for job in [*jobs[:3], clash, *jobs[3:]]),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, BaseException) for r in results) == 1
+    for job in jobs:
+        assert await store.get_job(job.id) == job

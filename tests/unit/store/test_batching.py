@@ -1,0 +1,107 @@
+"""Batcher: writes that arrive while one is in flight go out together (pure logic: the write
+is a recording function; the stores' own batches are in tests/contract/store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from pixelflow.adapters.store.batching import Batcher
+from pixelflow.core.errors import DatabaseUnavailable
+
+
+class Recorder:
+    """A write that records each batch and can be held, or fail for chosen items."""
+
+    def __init__(self, *, fail_on: set[int] | None = None, unavailable: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_on = fail_on or set()
+        self.unavailable = unavailable
+
+    async def __call__(self, items: Sequence[int]) -> None:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        if self.unavailable:
+            raise DatabaseUnavailable("down")
+        if self.fail_on & set(items):
+            raise ValueError(f"bad row among {list(items)}")
+
+
+async def test_a_lone_write_goes_at_once_and_alone() -> None:
+    write = Recorder()
+    await Batcher(write).add(1)
+    assert write.batches == [[1]]
+
+
+async def test_writes_arriving_during_one_in_flight_go_together() -> None:
+    write = Recorder()
+    batcher = Batcher(write)
+    write.gate.clear()
+    first = asyncio.create_task(batcher.add(0))
+    await asyncio.sleep(0)  # the first write is in flight, held at the gate
+    rest = [asyncio.create_task(batcher.add(i)) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    write.gate.set()
+    await asyncio.gather(first, *rest)
+    assert write.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_a_batch_holds_at_most_max_batch_items() -> None:
+    write = Recorder()
+    batcher = Batcher(write, max_batch=2)
+    await asyncio.gather(*(batcher.add(i) for i in range(5)))
+    assert write.batches == [[0, 1], [2, 3], [4]]
+
+
+async def test_an_outage_fails_every_caller_in_the_batch_with_one_try() -> None:
+    write = Recorder(unavailable=True)
+    batcher = Batcher(write)
+    results = await asyncio.gather(*(batcher.add(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(result, DatabaseUnavailable) for result in results)
+    assert write.batches == [[0, 1, 2]]
+
+
+async def test_one_bad_row_fails_only_its_caller() -> None:
+    write = Recorder(fail_on={1})
+    batcher = Batcher(write)
+    results = await asyncio.gather(*(batcher.add(i) for i in range(3)), return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ValueError)
+    # The batch failed as a whole, then each row was written alone.
+    assert write.batches == [[0, 1, 2], [0], [1], [2]]
+
+
+async def test_a_cancelled_caller_leaves_the_others_written() -> None:
+    write = Recorder()
+    batcher = Batcher(write)
+    write.gate.clear()
+    first = asyncio.create_task(batcher.add(0))
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(batcher.add(1))
+    staying = asyncio.create_task(batcher.add(2))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    write.gate.set()
+    await asyncio.gather(first, staying)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert write.batches == [[0], [1, 2]]
+
+
+async def test_close_waits_for_the_writes_taken_on() -> None:
+    write = Recorder()
+    batcher = Batcher(write)
+    write.gate.clear()
+    adding = asyncio.create_task(batcher.add(0))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    write.gate.set()
+    await closing
+    await adding
+    assert write.batches == [[0]]
