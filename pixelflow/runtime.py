@@ -33,13 +33,13 @@ from pixelflow.core.backoff import backoff
 from pixelflow.core.errors import DatabaseUnavailable, Unavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
-from pixelflow.services.health import Ping
+from pixelflow.services.dependency_watch import DependencyWatch
 from pixelflow.services.jobs import JobService
 from pixelflow.services.keys import KeyService
 from pixelflow.services.objects import ObjectService
 from pixelflow.services.policy import JobPolicy, WebhookPolicy, WorkerPolicy
 from pixelflow.services.processing import Processor
-from pixelflow.services.readiness import DependencyWatch
+from pixelflow.services.readiness import Ping
 from pixelflow.services.reconciler import Reconciler
 from pixelflow.services.sessions import SessionService
 from pixelflow.services.usage import UsageService

@@ -28,7 +28,7 @@ from pixelflow.runtime import (
     open_imaging,
     run_webhook_delivery,
 )
-from pixelflow.services.health import readiness
+from pixelflow.services.readiness import readiness
 from pixelflow.telemetry.endpoint import metrics_endpoint
 from pixelflow.telemetry.metrics import Metrics
 from pixelflow.worker.runner import run_until_stopped

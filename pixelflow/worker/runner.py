@@ -13,8 +13,8 @@ import logging
 from pixelflow.adapters.queue.protocol import Handler, Queue
 from pixelflow.core.errors import PixelflowError, Unavailable
 from pixelflow.core.models import JobTask
+from pixelflow.services.dependency_watch import DependencyWatch
 from pixelflow.services.processing import Processor
-from pixelflow.services.readiness import DependencyWatch
 from pixelflow.services.reconciler import Reconciler
 
 log = logging.getLogger(__name__)

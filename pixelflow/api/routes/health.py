@@ -10,7 +10,7 @@ from pixelflow.api.render import json_response
 from pixelflow.api.spec import ApiRoute, Spec
 from pixelflow.core.wire import HealthStatus
 from pixelflow.runtime import dependency_checks
-from pixelflow.services.health import readiness
+from pixelflow.services.readiness import readiness
 
 
 async def healthz(request: Request) -> Response:
