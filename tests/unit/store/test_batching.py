@@ -31,6 +31,16 @@ class Recorder:
             raise ValueError(f"bad row among {list(items)}")
 
 
+async def held_first_write() -> tuple[Recorder, Batcher[int], asyncio.Task[None]]:
+    """A batcher whose first write (of item 0) is in flight, held at the gate."""
+    write = Recorder()
+    batcher = Batcher(write)
+    write.gate.clear()
+    first = asyncio.create_task(batcher.add(0))
+    await asyncio.sleep(0)
+    return write, batcher, first
+
+
 async def test_a_lone_write_goes_at_once_and_alone() -> None:
     write = Recorder()
     await Batcher(write).add(1)
@@ -38,11 +48,7 @@ async def test_a_lone_write_goes_at_once_and_alone() -> None:
 
 
 async def test_writes_arriving_during_one_in_flight_go_together() -> None:
-    write = Recorder()
-    batcher = Batcher(write)
-    write.gate.clear()
-    first = asyncio.create_task(batcher.add(0))
-    await asyncio.sleep(0)  # the first write is in flight, held at the gate
+    write, batcher, first = await held_first_write()
     rest = [asyncio.create_task(batcher.add(i)) for i in range(1, 6)]
     await asyncio.sleep(0)
     write.gate.set()
@@ -76,11 +82,7 @@ async def test_one_bad_row_fails_only_its_caller() -> None:
 
 
 async def test_a_cancelled_caller_leaves_the_others_written() -> None:
-    write = Recorder()
-    batcher = Batcher(write)
-    write.gate.clear()
-    first = asyncio.create_task(batcher.add(0))
-    await asyncio.sleep(0)
+    write, batcher, first = await held_first_write()
     leaving = asyncio.create_task(batcher.add(1))
     staying = asyncio.create_task(batcher.add(2))
     await asyncio.sleep(0)
@@ -93,11 +95,7 @@ async def test_a_cancelled_caller_leaves_the_others_written() -> None:
 
 
 async def test_close_waits_for_the_writes_taken_on() -> None:
-    write = Recorder()
-    batcher = Batcher(write)
-    write.gate.clear()
-    adding = asyncio.create_task(batcher.add(0))
-    await asyncio.sleep(0)
+    write, batcher, adding = await held_first_write()
     closing = asyncio.create_task(batcher.close())
     await asyncio.sleep(0.01)
     assert not closing.done()
