@@ -14,6 +14,7 @@ then written alone, and only the one that fails again raises.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -41,7 +42,9 @@ class Batcher(Generic[T]):
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, written))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
+            # A context of its own: the writes serve many requests, not the one that began them
+            # (whose log context and trace would otherwise ride along).
+            self._writer = asyncio.create_task(self._write_all(), context=contextvars.Context())
         await written
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ is a recording function; the stores' own batches are in tests/contract/store).""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 
 import pytest
@@ -103,3 +104,16 @@ async def test_close_waits_for_the_writes_taken_on() -> None:
     await closing
     await adding
     assert write.batches == [[0]]
+
+
+async def test_the_writes_run_outside_the_first_callers_context() -> None:
+    """A batch serves many requests: the one that began it lends it no log context or trace."""
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    seen: list[str] = []
+
+    async def write(items: Sequence[int]) -> None:
+        seen.append(request_id.get())
+
+    request_id.set("first caller")
+    await Batcher(write).add(1)
+    assert seen == ["none"]
