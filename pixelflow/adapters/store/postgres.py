@@ -76,15 +76,18 @@ class PostgresStore(SqlStore):
     async def _connection(self) -> AsyncIterator[_PostgresConnection]:
         with _unavailable_on_error():
             async with self._pool.acquire() as conn:
-                yield _PostgresConnection(conn)
+                with _unavailable_if_closed(conn):
+                    yield _PostgresConnection(conn)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_PostgresConnection]:
         # READ COMMITTED is what the compare-and-sets need: an UPDATE that waited for a
         # concurrent one re-checks its WHERE clause against the committed row.
         with _unavailable_on_error():
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield _PostgresConnection(conn)
+            async with self._pool.acquire() as conn:
+                with _unavailable_if_closed(conn):
+                    async with conn.transaction():
+                        yield _PostgresConnection(conn)
 
 
 class _PostgresConnection:
@@ -107,6 +110,22 @@ class _PostgresConnection:
         # asyncpg sends every row's bind and execute, then one sync: one round trip, and the
         # rows commit together or not at all.
         await self._conn.executemany(statements[0].sql, [s.args for s in statements])
+
+
+@contextmanager
+def _unavailable_if_closed(conn: Any) -> Iterator[None]:
+    """A driver error on a connection that has closed meanwhile is the outage that closed it.
+
+    A backend terminated mid-transaction (a restart, ``pg_terminate_backend``) does not always
+    surface as a connection error: the next statement can find the protocol in a state it did
+    not expect (``InternalClientError``), and the rollback on the way out a closed connection
+    (``InterfaceError``), depending on when the termination arrives."""
+    try:
+        yield
+    except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+        if conn.is_closed():
+            raise DatabaseUnavailable("PostgreSQL is unavailable") from exc
+        raise
 
 
 @contextmanager
