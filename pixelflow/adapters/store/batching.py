@@ -77,9 +77,13 @@ class Batcher(Generic[T]):
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
                 return
-            for item, written in batch:
+            for index, (item, written) in enumerate(batch):
                 try:
                     await self._write([item])
+                except DatabaseUnavailable as outage:
+                    for _, left in batch[index:]:  # the rest would only wait it out in turn
+                        _settle(left, outage)
+                    return
                 except Exception as alone:
                     _settle(written, alone)
                 else:

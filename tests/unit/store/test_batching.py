@@ -117,3 +117,22 @@ async def test_the_writes_run_outside_the_first_callers_context() -> None:
     request_id.set("first caller")
     await Batcher(write).add(1)
     assert seen == ["none"]
+
+
+async def test_an_outage_while_rows_are_retried_alone_fails_the_rest_at_once() -> None:
+    class FailsThenGoesDown(Recorder):
+        async def __call__(self, items: Sequence[int]) -> None:
+            self.batches.append(list(items))
+            if len(items) > 1:
+                raise ValueError("a bad row somewhere")
+            if items[0] >= 1:
+                raise DatabaseUnavailable("down")
+
+    write = FailsThenGoesDown()
+    batcher = Batcher(write)
+    results = await asyncio.gather(*(batcher.add(i) for i in range(4)), return_exceptions=True)
+    # The batch fails on a bad row; alone, 0 is written and 1 meets the outage, and 2 and 3
+    # are not tried again.
+    assert results[0] is None
+    assert all(isinstance(result, DatabaseUnavailable) for result in results[1:])
+    assert write.batches == [[0, 1, 2, 3], [0], [1]]
