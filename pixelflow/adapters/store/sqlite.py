@@ -95,17 +95,8 @@ class SqliteStore(SqlStore):
     async def _transaction(self) -> AsyncIterator[_SqliteConnection]:
         async with self._lock:
             with _unavailable_on_error():
-                # IMMEDIATE takes the write lock up front, so a compare-and-set never has to
-                # upgrade a read lock halfway through (which fails with SQLITE_BUSY).
-                await self._conn.execute("BEGIN IMMEDIATE")
-                try:
+                async with _immediate(self._conn):
                     yield self._statements
-                except BaseException:
-                    # SQLite may already have rolled back by itself (e.g. on a full disk).
-                    with suppress(sqlite3.Error):
-                        await self._conn.execute("ROLLBACK")
-                    raise
-                await self._conn.execute("COMMIT")
 
 
 class _SqliteConnection:
@@ -132,14 +123,8 @@ class _SqliteConnection:
             return
         rows = [[_to_sqlite(a) for a in statement.args] for statement in statements]
         # Outside a transaction each row would commit on its own: all or none instead.
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with _immediate(self._conn):
             await self._conn.executemany(_to_qmark(statements[0].sql), rows)
-        except BaseException:
-            with suppress(sqlite3.Error):
-                await self._conn.execute("ROLLBACK")
-            raise
-        await self._conn.execute("COMMIT")
 
 
 _CREATE_MIGRATIONS_TABLE = """
@@ -160,8 +145,7 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
             continue
         # BEGIN IMMEDIATE: two processes opening one file at once apply each version once
         # (the loser waits on busy_timeout, then finds the version recorded).
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with _immediate(conn):
             again = await conn.execute_fetchall(
                 "SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]
             )
@@ -172,11 +156,23 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                     [migration.version, to_micros(datetime.now(UTC))],
                 )
-        except BaseException:
-            with suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+
+
+@asynccontextmanager
+async def _immediate(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """A write transaction around the block: committed when it ends cleanly, else rolled back.
+
+    IMMEDIATE takes the write lock up front, so a compare-and-set never has to upgrade a read
+    lock halfway through (which fails with SQLITE_BUSY)."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        # SQLite may already have rolled back by itself (e.g. on a full disk).
+        with suppress(sqlite3.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 def _statements(script: str) -> list[str]:
