@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
@@ -77,86 +79,66 @@ async def test_an_unusable_dsn_is_database_unavailable(dsn: str) -> None:
 async def test_a_released_connection_is_reused_as_it_was_left() -> None:
     """No reset query on release (that round trip is what the pool saves): the store keeps
     no session state, so the next user finds the same session."""
-    async with temporary_database() as dsn:
-        pool = _pool(dsn, max_size=2)
-        try:
-            async with pool.acquire() as conn:
-                backend = await conn.fetchval("SELECT pg_backend_pid()")
-                await conn.execute("SET application_name = 'marker'")
-            async with pool.acquire() as conn:
-                assert await conn.fetchval("SELECT pg_backend_pid()") == backend
-                assert await conn.fetchval("SHOW application_name") == "marker"
-        finally:
-            await pool.close()
+    async with _fresh_pool(max_size=2) as pool:
+        async with pool.acquire() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("SET application_name = 'marker'")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend
+            assert await conn.fetchval("SHOW application_name") == "marker"
 
 
 async def test_a_connection_left_inside_a_transaction_is_dropped() -> None:
-    async with temporary_database() as dsn:
-        pool = _pool(dsn, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                backend = await conn.fetchval("SELECT pg_backend_pid()")
-                await conn.execute("BEGIN")  # a transaction left open, as by a bug
-                await conn.execute("CREATE TABLE left_behind (x int)")
-            async with pool.acquire() as conn:
-                assert await conn.fetchval("SELECT pg_backend_pid()") != backend
-                assert not conn.is_in_transaction()
-                assert await conn.fetchval("SELECT to_regclass('left_behind')") is None
-        finally:
-            await pool.close()
+    async with _fresh_pool(max_size=1) as pool:
+        async with pool.acquire() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("BEGIN")  # a transaction left open, as by a bug
+            await conn.execute("CREATE TABLE left_behind (x int)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != backend
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('left_behind')") is None
 
 
 async def test_a_connection_whose_query_was_cancelled_is_dropped() -> None:
     """Its protocol state is unknown (the cancellation is still on its way to the server):
     the next user gets another connection that answers at once."""
-    async with temporary_database() as dsn:
-        pool = _pool(dsn, max_size=1)
-        try:
-            entered = asyncio.Event()
+    async with _fresh_pool(max_size=1) as pool:
+        entered = asyncio.Event()
 
-            async def sleeper() -> None:
-                async with pool.acquire() as conn:
-                    entered.set()
-                    await conn.execute("SELECT pg_sleep(30)")
+        async def sleeper() -> None:
+            async with pool.acquire() as conn:
+                entered.set()
+                await conn.execute("SELECT pg_sleep(30)")
 
-            task = asyncio.create_task(sleeper())
-            await entered.wait()
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            async with asyncio.timeout(10), pool.acquire() as conn:
-                assert await conn.fetchval("SELECT 1") == 1
-        finally:
-            await pool.close()
+        task = asyncio.create_task(sleeper())
+        await entered.wait()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(10), pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
 
 
 async def test_an_error_the_server_reports_keeps_the_connection() -> None:
-    async with temporary_database() as dsn:
-        pool = _pool(dsn, max_size=1)
-        try:
-            with pytest.raises(asyncpg.PostgresError):
-                async with pool.acquire() as conn:
-                    backend = await conn.fetchval("SELECT pg_backend_pid()")
-                    await conn.execute("SELECT 1 / 0")
+    async with _fresh_pool(max_size=1) as pool:
+        with pytest.raises(asyncpg.PostgresError):
             async with pool.acquire() as conn:
-                assert await conn.fetchval("SELECT pg_backend_pid()") == backend
-        finally:
-            await pool.close()
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
+                await conn.execute("SELECT 1 / 0")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend
 
 
 async def test_a_full_pool_waits_then_times_out() -> None:
-    async with temporary_database() as dsn:
-        pool = _pool(dsn, max_size=1, acquire_timeout=0.3)
-        try:
-            async with pool.acquire():
-                with pytest.raises(TimeoutError):
-                    async with pool.acquire():
-                        pass
-            async with pool.acquire() as conn:  # free again once given back
-                assert await conn.fetchval("SELECT 1") == 1
-        finally:
-            await pool.close()
+    async with _fresh_pool(max_size=1, acquire_timeout=0.3) as pool:
+        async with pool.acquire():
+            with pytest.raises(TimeoutError):
+                async with pool.acquire():
+                    pass
+        async with pool.acquire() as conn:  # free again once given back
+            assert await conn.fetchval("SELECT 1") == 1
 
 
 async def test_a_store_whose_pool_is_exhausted_is_database_unavailable() -> None:
@@ -171,11 +153,21 @@ async def test_a_store_whose_pool_is_exhausted_is_database_unavailable() -> None
             await store.close()
 
 
-def _pool(dsn: str, *, max_size: int, acquire_timeout: float = 10) -> ConnectionPool:
-    async def connect() -> Any:
-        return await asyncpg.connect(dsn)
+@asynccontextmanager
+async def _fresh_pool(
+    *, max_size: int, acquire_timeout: float = 10
+) -> AsyncIterator[ConnectionPool]:
+    """The store's pool on a database of its own, closed (and the database dropped) after."""
+    async with temporary_database() as dsn:
 
-    return ConnectionPool(connect, max_size=max_size, acquire_timeout=acquire_timeout)
+        async def connect() -> Any:
+            return await asyncpg.connect(dsn)
+
+        pool = ConnectionPool(connect, max_size=max_size, acquire_timeout=acquire_timeout)
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
 
 async def test_a_connection_killed_inside_a_transaction_is_database_unavailable() -> None:
