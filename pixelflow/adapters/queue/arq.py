@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -38,6 +38,7 @@ from arq.worker import Retry, Worker, func
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from pixelflow.adapters.batching import Batcher
 from pixelflow.adapters.queue.protocol import Handler
 from pixelflow.core.backoff import backoff
 from pixelflow.core.errors import QueueUnavailable
@@ -65,22 +66,35 @@ _RESUBSCRIBE_DELAY = 0.2
 # one is set) and take a subscription that is quiet, as it mostly is, for an outage.
 _WAKE_READ_TIMEOUT = 60.0
 
-# arq's enqueue_job in one atomic step, plus the stale-result rule: refuse while the job's key
-# exists (waiting, deferred or running); a kept result blocks only while the job is in progress,
-# otherwise it is stale and cleared. A job added that is due at once is announced on the wake-up
-# channel (a channel is not a key, hence ARGV; empty for a deferred job, which no poll would take
-# yet). KEYS: job, in-progress, result, queue. ARGV: envelope, expiry in ms, job id, score,
-# wake-up channel or ''.
+# arq's enqueue_job in one atomic step per job, for a batch of jobs, plus the stale-result rule:
+# refuse while the job's key exists (waiting, deferred or running); a kept result blocks only
+# while the job is in progress, otherwise it is stale and cleared. When a job added is due at
+# once, one wake-up naming the first such job is published on the channel (a channel is not a
+# key, hence ARGV; a deferred job is not announced, as no poll would take it yet). Answers, for
+# each job, 1 (added) or 0 (refused).
+# KEYS: the queue, then per job: job, in-progress, result. ARGV: the wake-up channel, then per
+# job: envelope, expiry in ms, job id, score, 1 if due at once else 0.
 _ENQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-  redis.call('DEL', KEYS[3])
+local added = {}
+local announce = nil
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local job, running, result = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local envelope, expiry, id, score, due = unpack(ARGV, 2 + 5 * i, 6 + 5 * i)
+  local ok = 1
+  if redis.call('EXISTS', job) == 1 then
+    ok = 0
+  elseif redis.call('EXISTS', result) == 1 then
+    if redis.call('EXISTS', running) == 1 then ok = 0 else redis.call('DEL', result) end
+  end
+  if ok == 1 then
+    redis.call('PSETEX', job, expiry, envelope)
+    redis.call('ZADD', KEYS[1], score, id)
+    if due == '1' and announce == nil then announce = id end
+  end
+  added[i + 1] = ok
 end
-redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[3]) end
-return 1
+if announce then redis.call('PUBLISH', ARGV[1], announce) end
+return added
 """
 
 _task_decoder = msgspec.msgpack.Decoder(JobTask)
@@ -152,6 +166,9 @@ class ArqQueue:
         self._task_timeout = task_timeout
         self._stopping: asyncio.Event | None = None
         self._enqueue_script = redis.register_script(_ENQUEUE_SCRIPT)
+        # Under load, the enqueues arriving while one is in flight go to Redis together, in
+        # one script call.
+        self._enqueues = Batcher(self._enqueue_batch, outage=QueueUnavailable)
 
     @classmethod
     async def open(
@@ -179,8 +196,7 @@ class ArqQueue:
         return cls(redis, name=name, call_timeout=call_timeout, task_timeout=task_timeout)
 
     async def enqueue(self, task: JobTask, *, delay: float = 0.0) -> bool:
-        async with self._redis_call():
-            return await self._enqueue(task, delay)
+        return await self._enqueues.add((task, delay))
 
     async def is_pending(self, job_id: str) -> bool:
         async with self._redis_call():
@@ -259,32 +275,35 @@ class ArqQueue:
             await self._redis.ping()
 
     async def close(self) -> None:
+        await self._enqueues.close()
         await self._redis.aclose()
 
-    async def _enqueue(self, task: JobTask, delay: float) -> bool:
-        """What ``enqueue_job`` would write (same envelope, score and expiry), in one script."""
+    async def _enqueue_batch(self, batch: Sequence[tuple[JobTask, float]]) -> list[bool]:
+        """What ``enqueue_job`` would write for each task (same envelope, score and expiry),
+        in one script call; whether each task was added."""
         now = timestamp_ms()
-        score = now + max(0, round(delay * 1000))
-        envelope = serialize_job(
-            PROCESS_JOB_FUNCTION,
-            (encode_task(task),),
-            {},
-            None,
-            now,
-            serializer=serialize_envelope,
-        )
-        expires_ms = score - now + self._redis.expires_extra_ms
-        keys = [
-            job_key_prefix + task.job_id,
-            in_progress_key_prefix + task.job_id,
-            result_key_prefix + task.job_id,
-            self.name,
-        ]
-        wake = wake_channel(self.name) if score <= now else ""
-        added = await self._enqueue_script(
-            keys=keys, args=[envelope, expires_ms, task.job_id, score, wake]
-        )
-        return bool(added)
+        keys = [self.name]
+        args: list[str | bytes | int] = [wake_channel(self.name)]
+        for task, delay in batch:
+            score = now + max(0, round(delay * 1000))
+            envelope = serialize_job(
+                PROCESS_JOB_FUNCTION,
+                (encode_task(task),),
+                {},
+                None,
+                now,
+                serializer=serialize_envelope,
+            )
+            expires_ms = score - now + self._redis.expires_extra_ms
+            keys += [
+                job_key_prefix + task.job_id,
+                in_progress_key_prefix + task.job_id,
+                result_key_prefix + task.job_id,
+            ]
+            args += [envelope, expires_ms, task.job_id, score, int(score <= now)]
+        async with self._redis_call():
+            added = await self._enqueue_script(keys=keys, args=args)
+        return [bool(flag) for flag in added]
 
     async def _exists(self, *prefixes: str, job_id: str) -> bool:
         found: int = await self._redis.exists(*(prefix + job_id for prefix in prefixes))

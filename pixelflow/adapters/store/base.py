@@ -5,13 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 import msgspec
 
+from pixelflow.adapters.batching import Batcher
 from pixelflow.adapters.store import statements as sql
-from pixelflow.adapters.store.batching import Batcher
 from pixelflow.adapters.store.codec import (
     Row,
     api_key_from_row,
@@ -28,7 +29,7 @@ from pixelflow.adapters.store.codec import (
 )
 from pixelflow.adapters.store.schema import Dialect
 from pixelflow.core import webhooks
-from pixelflow.core.errors import Conflict
+from pixelflow.core.errors import Conflict, DatabaseUnavailable
 from pixelflow.core.models import (
     ApiKey,
     ConsoleSession,
@@ -73,6 +74,17 @@ class Connection(Protocol):
         """Run statements sharing one SQL text, all or none, in as few round trips as the
         driver allows."""
 
+    async def fetch_batch(self, statements: Sequence[sql.Statement]) -> list[Row]:
+        """``execute_batch``, returning every statement's rows, in order, as one list."""
+
+
+@dataclass(frozen=True)
+class _RowChange:
+    """A transition's conditional UPDATE of one job's row, waiting for its batch."""
+
+    job_id: str
+    statement: sql.Statement
+
 
 class SqlStore(abc.ABC):
     """Implements the ``Store`` Protocol on top of ``_connection`` and ``_transaction``."""
@@ -80,8 +92,11 @@ class SqlStore(abc.ABC):
     dialect: ClassVar[Dialect]
 
     def __init__(self) -> None:
-        # New jobs (without an idempotency key) are inserted in batches under load.
-        self._new_jobs = Batcher(self._insert_jobs)
+        # Under load, new jobs (without an idempotency key) are inserted in batches, and
+        # transitions that write nothing but the job's row are made in batches, one per SQL
+        # text (a batch runs one statement with many sets of arguments).
+        self._new_jobs = Batcher(self._insert_jobs, outage=DatabaseUnavailable)
+        self._row_changes: dict[str, Batcher[_RowChange, Row | None]] = {}
 
     @abc.abstractmethod
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
@@ -109,13 +124,37 @@ class SqlStore(abc.ABC):
                 return stored
         raise Conflict("a concurrent request is using this Idempotency-Key; retry shortly")
 
-    async def _insert_jobs(self, jobs: Sequence[Job]) -> None:
+    async def _insert_jobs(self, jobs: Sequence[Job]) -> list[None]:
         async with self._connection() as conn:
             await conn.execute_batch([sql.insert_job(job) for job in jobs])
+        return [None] * len(jobs)
+
+    async def _change_rows(self, changes: Sequence[_RowChange]) -> list[Row | None]:
+        """The batch of one SQL text's transitions: each job's row if its compare-and-set
+        matched. The batcher gives each job at most one change per batch."""
+        # One lock order for every batch: two batches (from two API replicas) touching the
+        # same jobs queue behind each other instead of deadlocking.
+        ordered = sorted(changes, key=lambda change: change.job_id)
+        async with self._connection() as conn:
+            rows = await conn.fetch_batch([change.statement for change in ordered])
+        matched = {row["id"]: row for row in rows}
+        return [matched.get(change.job_id) for change in changes]
+
+    def _row_changes_for(self, statement: sql.Statement) -> Batcher[_RowChange, Row | None]:
+        # One batcher per shape of transition: a handful (target, expected states, columns).
+        batcher = self._row_changes.get(statement.sql)
+        if batcher is None:
+            batcher = Batcher(
+                self._change_rows, outage=DatabaseUnavailable, key=lambda change: change.job_id
+            )
+            self._row_changes[statement.sql] = batcher
+        return batcher
 
     async def _finish_writes(self) -> None:
         """Wait for the batched writes already taken on (before the connections close)."""
         await self._new_jobs.close()
+        for batcher in list(self._row_changes.values()):
+            await batcher.close()
 
     async def _create_idempotent(self, conn: Connection, job: Job, key: str) -> Job | None:
         """The new or the earlier job; None when a concurrent request got in the way."""
@@ -168,9 +207,10 @@ class SqlStore(abc.ABC):
         update = sql.transition(change)
         if change.usage is None and change.target not in webhooks.EVENT_FOR:
             # Nothing to write but the row itself: one autocommitted conditional UPDATE is as
-            # atomic as a transaction around it, and saves BEGIN, a SELECT and COMMIT.
-            async with self._connection() as conn:
-                changed = await conn.fetchrow(update)
+            # atomic as a transaction around it, and saves BEGIN, a SELECT and COMMIT; under
+            # load it shares its round trip with other jobs' changes of the same shape.
+            batcher = self._row_changes_for(update)
+            changed = await batcher.add(_RowChange(change.job_id, update))
             return None if changed is None else job_from_row(changed)
         async with self._transaction() as conn:
             matched = await conn.fetchrow(update)

@@ -111,6 +111,13 @@ class _PostgresConnection:
         # rows commit together or not at all.
         await self._conn.executemany(statements[0].sql, [s.args for s in statements])
 
+    async def fetch_batch(self, statements: Sequence[Statement]) -> list[Row]:
+        if len(statements) == 1:
+            return await self.fetch(statements[0])
+        # The same pipeline as executemany's, keeping the rows: one round trip, all or none.
+        rows = await self._conn.fetchmany(statements[0].sql, [s.args for s in statements])
+        return cast(list[Row], rows)
+
 
 @contextmanager
 def _unavailable_if_closed(conn: Any) -> Iterator[None]:

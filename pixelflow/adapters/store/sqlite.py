@@ -126,6 +126,12 @@ class _SqliteConnection:
         async with _immediate(self._conn):
             await self._conn.executemany(_to_qmark(statements[0].sql), rows)
 
+    async def fetch_batch(self, statements: Sequence[Statement]) -> list[Row]:
+        if len(statements) == 1:
+            return await self.fetch(statements[0])
+        async with _immediate(self._conn):
+            return [row for statement in statements for row in await self.fetch(statement)]
+
 
 _CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -55,6 +55,12 @@ async def test_calls_raise_queue_unavailable_when_redis_goes_away() -> None:
                 with pytest.raises(QueueUnavailable) as raised:
                     await call()
                 assert "refused" not in raised.value.message.lower()
+            # Enqueues sharing a batch all fail with the outage.
+            failed = await asyncio.gather(
+                *(queue.enqueue(JobTask(job_id=f"job-{n}")) for n in range(5)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(error, QueueUnavailable) for error in failed)
     finally:
         await queue.close()
 
@@ -127,6 +133,29 @@ async def test_enqueue_writes_what_arq_enqueue_job_writes(
     assert score is not None and before + 30_000 <= score <= after + 30_000
     assert expires_extra_ms < ttl_ms <= expires_extra_ms + 30_000
     assert info is not None and info.function == PROCESS_JOB_FUNCTION and info.job_try is None
+
+
+async def test_enqueues_sharing_a_script_call_keep_their_own_due_times(
+    arq_queue: ArqQueue, redis_run: RedisRun
+) -> None:
+    due_now = [redis_run.job_id() for _ in range(10)]
+    deferred = [redis_run.job_id() for _ in range(10)]
+    before = time.time() * 1000 - 1
+    added = await asyncio.gather(
+        *(arq_queue.enqueue(JobTask(job_id=job_id)) for job_id in due_now),
+        *(arq_queue.enqueue(JobTask(job_id=job_id), delay=30) for job_id in deferred),
+    )
+    after = time.time() * 1000 + 1
+
+    assert all(added)
+    async with redis_run.client() as redis:
+        for job_id in due_now:
+            score = await redis.zscore(redis_run.queue_name, job_id)
+            assert score is not None and before <= score <= after
+        for job_id in deferred:
+            score = await redis.zscore(redis_run.queue_name, job_id)
+            assert score is not None and before + 30_000 <= score <= after + 30_000
+            assert await redis.pttl(f"arq:job:{job_id}") > 30_000
 
 
 async def test_tasks_enqueued_while_the_slots_are_busy_start_as_a_slot_frees(

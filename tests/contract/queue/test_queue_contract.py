@@ -30,6 +30,26 @@ async def test_concurrent_enqueues_of_one_job_enqueue_it_once(subject: QueueUnde
     assert results.count(False) == 9
 
 
+async def test_concurrent_enqueues_of_many_jobs_each_get_their_own_answer(
+    subject: QueueUnderTest,
+) -> None:
+    """Enqueues arriving together may share a round trip: each still answers for its own job."""
+    queue = subject.queue
+    job_ids = [subject.new_job_id() for _ in range(30)]
+    assert await queue.enqueue(JobTask(job_id=job_ids[3])) is True
+
+    results = await asyncio.gather(
+        *(
+            queue.enqueue(JobTask(job_id=job_id), delay=30 if n % 2 else 0)
+            for n, job_id in enumerate(job_ids)
+        )
+    )
+
+    assert results == [n != 3 for n in range(30)]
+    assert all([await queue.is_pending(job_id) for job_id in job_ids])
+    assert await queue.depth() == 30
+
+
 async def test_task_is_delivered_decoded_and_then_no_longer_pending(
     subject: QueueUnderTest,
 ) -> None:

@@ -501,3 +501,68 @@ async def test_a_row_that_cannot_be_written_fails_only_its_own_create(store: Sto
     assert sum(isinstance(r, BaseException) for r in results) == 1
     for job in jobs:
         assert await store.get_job(job.id) == job
+
+
+async def test_concurrent_transitions_each_get_their_own_answer(store: Store) -> None:
+    """Transitions made at once share batches: each caller still gets its own job back, or
+    None where its compare-and-set did not match (here: jobs canceled beforehand)."""
+    jobs = list(await asyncio.gather(*(store.create_job(make_job()) for _ in range(40))))
+    canceled = {job.id for job in jobs[::4]}
+    for job in jobs:
+        if job.id in canceled:
+            await drive(store, job, S.CANCELED)
+
+    results = await asyncio.gather(
+        *(
+            store.transition(step(job, S.QUEUED, at(5), source_bytes=1000 + n))
+            for n, job in enumerate(jobs)
+        )
+    )
+
+    for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        if job.id in canceled:
+            assert result is None
+            continue
+        assert result is not None
+        assert (result.id, result.status, result.source_bytes) == (job.id, S.QUEUED, 1000 + n)
+        assert await store.get_job(job.id) == result
+
+
+async def test_concurrent_identical_transitions_of_one_job_have_one_winner(store: Store) -> None:
+    """Two starts of one job arriving together (a retried request) must not both match."""
+    job = await store.create_job(make_job())
+    others = list(await asyncio.gather(*(store.create_job(make_job()) for _ in range(4))))
+
+    results = await asyncio.gather(
+        *(store.transition(step(j, S.QUEUED, at(5))) for j in [job, *others, job, job])
+    )
+
+    mine = [results[0], *results[5:]]
+    assert sum(result is not None for result in mine) == 1
+    assert all(result is not None for result in results[1:5])
+
+
+async def test_a_transition_that_cannot_be_written_fails_only_its_own_caller(
+    store: Store,
+) -> None:
+    jobs = list(await asyncio.gather(*(store.create_job(make_job()) for _ in range(6))))
+    too_big = 2**64  # fits no integer column: the whole batch fails, then each is tried alone
+    sizes = [100, 200, too_big, 400, 500, 600]
+
+    results = await asyncio.gather(
+        *(
+            store.transition(step(job, S.QUEUED, at(5), source_bytes=size))
+            for job, size in zip(jobs, sizes, strict=True)
+        ),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[2], Exception)
+    for job, size, result in zip(jobs, sizes, results, strict=True):
+        stored = await store.get_job(job.id)
+        assert stored is not None
+        if size is too_big:
+            assert stored.status is S.CREATED
+            continue
+        assert not isinstance(result, BaseException) and result == stored
+        assert stored.source_bytes == size
