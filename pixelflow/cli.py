@@ -123,7 +123,7 @@ def _run_http(settings: Settings, *, on_startup: StartupHook | None) -> int:
         # then SIGTERM/SIGINT end the process at once, as they should while nothing is served.
         asyncio.run(_wait_for_dependencies(settings))
     metrics = Metrics(role=settings.role.value)
-    app = create_app(settings, on_startup=on_startup, metrics=metrics)
+    app = create_app(settings, on_startup=_settling(on_startup), metrics=metrics)
     config = uvicorn.Config(
         app,
         host=settings.api_addr.host,
@@ -159,6 +159,18 @@ async def _wait_for_dependencies(settings: Settings) -> None:
 
     async with open_context_when_reachable(settings, Metrics()):
         pass
+
+
+def _settling(on_startup: StartupHook | None) -> StartupHook:
+    """``on_startup``, then the collector set-up for a long-running process (gc_tuning.py)."""
+    from pixelflow.gc_tuning import settle_after_startup
+
+    async def startup(ctx: AppContext, stack: contextlib.AsyncExitStack) -> None:
+        if on_startup is not None:
+            await on_startup(ctx, stack)
+        settle_after_startup()
+
+    return startup
 
 
 def _run_worker(args: argparse.Namespace) -> int:

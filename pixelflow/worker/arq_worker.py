@@ -18,6 +18,7 @@ import signal
 
 from pixelflow.config import Settings
 from pixelflow.core.wire import HealthStatus
+from pixelflow.gc_tuning import settle_after_startup
 from pixelflow.runtime import (
     AppContext,
     build_processor,
@@ -87,6 +88,7 @@ async def serve_worker(settings: Settings) -> None:
         # Webhooks go out from a loop of their own, never from an image-processing attempt.
         await stack.enter_async_context(run_webhook_delivery(ctx))
         opened.append(ctx)
+        settle_after_startup()
         log.info(
             "worker consuming queue %r (concurrency %d, %d job(s) in libvips at once)",
             settings.queue_name,
