@@ -43,9 +43,12 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            labels = (method_label(scope["method"]), scope_route(scope), str(status))
-            self.metrics.api_requests.labels(*labels).inc()
-            self.metrics.api_request_duration.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.observe_request(
+                method_label(scope["method"]),
+                scope_route(scope),
+                str(status),
+                time.perf_counter() - started,
+            )
 
 
 class TracingMiddleware:
@@ -64,7 +67,11 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         if not self.tracing.enabled:
-            with log_context.bound(trace_id=trace_id_of(_traceparent(scope))):
+            trace_id = trace_id_of(_traceparent(scope))
+            if trace_id is None:  # nothing to add to the request's logs
+                await self.app(scope, receive, send)
+                return
+            with log_context.bound(trace_id=trace_id):
                 await self.app(scope, receive, send)
             return
         if self._traced is None:

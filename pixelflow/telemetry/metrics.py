@@ -7,6 +7,7 @@ label set is bounded: routes are templates spelled as the original's, unknown me
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ def method_label(method: str) -> str:
     return method if method in METHODS else "OTHER"
 
 
+@functools.lru_cache(maxsize=256)  # the app's templates: a few dozen
 def route_label(template: str | None) -> str:
     """The metric label of a route template (``None``: no route matched)."""
     if template is None:
@@ -80,6 +82,9 @@ class Metrics:
             ["method", "route", "status"],
             registry=r,
         )
+        # Each label set's pair of series, looked up once: ``labels()`` takes a lock and
+        # checks its arguments on every call. Bounded as the label sets are.
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.rate_limit_rejections = Counter(
             "pixelflow_api_rate_limit_rejections_total",
             "Requests refused by the rate limiter",
@@ -172,6 +177,17 @@ class Metrics:
             "pixelflow_usage_compute_time_ms_total", "Processing time in milliseconds", registry=r
         )
 
+
+    def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
+        """Count one API request and its duration under its (bounded) labels."""
+        labels = (method, route, status)
+        series = self._request_series.get(labels)
+        if series is None:
+            series = (self.api_requests.labels(*labels), self.api_request_duration.labels(*labels))
+            self._request_series[labels] = series
+        count, duration = series
+        count.inc()
+        duration.observe(seconds)
     def on_scrape(self, refresh: Refresher) -> None:
         """Run ``refresh`` before each exposition (gauges read from a dependency, e.g. the
         queue's depth): a value is as fresh as the scrape, and no sampler task is needed."""

@@ -22,7 +22,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pixelflow.core.errors import InvalidInput, NotFound, StorageUnavailable
 
@@ -79,14 +79,16 @@ class LocalSourceRoot:
             raise _invalid(f"object_key must be at most {MAX_OBJECT_KEY_CHARS} characters")
         if "\0" in relative:
             raise _invalid("object_key must not contain NUL bytes")
-        path = PurePosixPath(relative)
-        if path.is_absolute():
+        if relative.startswith("/"):
             raise _invalid("object_key must be a path relative to the local source root")
-        if not path.parts:  # "", "." and "./" all name the root itself
+        # The segments as PurePosixPath reads them (empty and "." ones dropped), split by hand:
+        # this runs on every create and start.
+        parts = [part for part in relative.split("/") if part and part != "."]
+        if not parts:  # "", "." and "./" all name the root itself
             raise _invalid("object_key must name a file under the local source root")
-        if ".." in path.parts:
+        if ".." in parts:
             raise _invalid("object_key must not contain '..' segments")
-        return os.path.join(self._root, *path.parts)
+        return os.path.join(self._root, *parts)
 
     def _is_private(self, resolved: str) -> bool:
         for private in self._private:
