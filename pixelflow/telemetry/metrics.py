@@ -177,7 +177,6 @@ class Metrics:
             "pixelflow_usage_compute_time_ms_total", "Processing time in milliseconds", registry=r
         )
 
-
     def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
         """Count one API request and its duration under its (bounded) labels."""
         labels = (method, route, status)
@@ -188,6 +187,7 @@ class Metrics:
         count, duration = series
         count.inc()
         duration.observe(seconds)
+
     def on_scrape(self, refresh: Refresher) -> None:
         """Run ``refresh`` before each exposition (gauges read from a dependency, e.g. the
         queue's depth): a value is as fresh as the scrape, and no sampler task is needed."""

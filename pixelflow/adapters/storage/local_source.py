@@ -53,22 +53,27 @@ class LocalSourceRoot:
         """The real path of ``relative`` inside the root, or ``InvalidInput`` with code
         ``invalid_source_path``. It touches the filesystem (to follow symlinks): from async code,
         call it through ``size``/``read`` or in a thread."""
-        with self._checked(relative) as (path, _):
+        with self._checked(relative) as (path, _, _):
             return Path(path)
 
     @contextmanager
-    def _checked(self, relative: str) -> Iterator[tuple[str, int | None]]:
+    def _checked(self, relative: str) -> Iterator[tuple[str, int | None, os.stat_result | None]]:
         """The checked real path of ``relative`` and, where files can be pinned and it exists,
-        an ``O_PATH`` descriptor of that very file (closed on exit)."""
+        an ``O_PATH`` descriptor of that very file (closed on exit) and its status."""
         joined = self._joined(relative)
         pinned = _open_pinned(joined) if self._pinned else None
         try:
             resolved = _pinned_path(pinned) if pinned is not None else _realpath(joined)
             if resolved != self._root and not resolved.startswith(self._inside_root):
                 raise _invalid("object_key leads outside the local source root through a symlink")
-            if self._is_private(resolved):
+            # The pinned file's own status serves the identity check and the caller alike.
+            info = None
+            if pinned is not None:
+                with _translated_errors():
+                    info = os.fstat(pinned)
+            if self._is_private(resolved, info):
                 raise _invalid("object_key names the service's own data, which is not a source")
-            yield resolved, pinned
+            yield resolved, pinned, info
         finally:
             if pinned is not None:
                 os.close(pinned)
@@ -90,7 +95,9 @@ class LocalSourceRoot:
             raise _invalid("object_key must not contain '..' segments")
         return os.path.join(self._root, *parts)
 
-    def _is_private(self, resolved: str) -> bool:
+    def _is_private(self, resolved: str, info: os.stat_result | None) -> bool:
+        """Whether ``resolved`` is or lies under a private path; ``info`` is its status when
+        the caller has it (from the pinned descriptor), saving a ``stat`` of it."""
         for private in self._private:
             if resolved == private.path or resolved.startswith(private.inside):
                 return True
@@ -105,7 +112,14 @@ class LocalSourceRoot:
             if target in self._root_lineage:
                 return True
             if below_root is None:
-                below_root = {_identity(path) for path in self._below_root(resolved)}
+                # The file itself by the pinned descriptor's status when there is one.
+                below_root = {
+                    _identity(path)
+                    for path in self._below_root(resolved)
+                    if info is None or path != resolved
+                }
+                if info is not None:
+                    below_root.add((info.st_dev, info.st_ino))
             if target in below_root:
                 return True
         return False
@@ -130,17 +144,19 @@ class LocalSourceRoot:
         return await asyncio.to_thread(self._read, relative)
 
     def _size(self, relative: str) -> int | None:
-        with self._checked(relative) as (path, pinned):
-            try:
-                with _translated_errors():
-                    info = os.stat(path) if pinned is None else os.fstat(pinned)
-            except NotFound:
-                return None
+        with self._checked(relative) as (path, _, info):
+            if info is None:
+                try:
+                    with _translated_errors():
+                        info = os.stat(path)
+                except NotFound:
+                    return None
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def _read(self, relative: str) -> bytes:
-        with self._checked(relative) as (path, pinned), _translated_errors():
-            info = os.stat(path) if pinned is None else os.fstat(pinned)
+        with self._checked(relative) as (path, pinned, info), _translated_errors():
+            if info is None:
+                info = os.stat(path)
             if not stat.S_ISREG(info.st_mode):  # a directory, or a FIFO that would block
                 raise FileNotFoundError(path)
             # Reopening the pinned descriptor reads the file that was checked, whatever was
