@@ -10,7 +10,7 @@ allocations mostly found nothing to free.
 ``settle_after_startup`` runs once the process is ready to serve: it collects what start-up
 left as garbage, moves the survivors out of the collector's sight (``gc.freeze``), and collects
 the youngest generation after 10 000 net allocations instead of 700. Reference cycles are still
-freed, later; garbage in cycles waits a little longer for it (kilobytes, not megabytes).
+freed, later: garbage caught in a cycle can wait for up to 10 000 allocations instead of 700.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 The job id is arq's job id, and ``arq:job:<id>`` existing is what keeps a job from being enqueued
 twice: the key exists from enqueue until the worker finishes the job, deferred and running
 included. ``enqueue`` writes arq's own keys (the envelope under ``arq:job:<id>``, the id in the
-queue's sorted set) with one Lua script, which checks and writes atomically in a single round
-trip where arq's ``enqueue_job`` takes a WATCH/EXISTS/MULTI/EXEC transaction.
+queue's sorted set) with one Lua script, which checks and writes each job atomically in a
+single round trip where arq's ``enqueue_job`` takes a WATCH/EXISTS/MULTI/EXEC transaction. Under
+load, the enqueues that arrive while one is in flight share the next script call (a
+``Batcher``); each still answers for its own job.
 
 arq refuses an id while a *result* is kept for it too, so the worker must run with
 ``keep_result=0`` (see ``worker_settings``); ``enqueue`` also clears a stale result it finds
@@ -16,9 +18,10 @@ ever unpickled. Producer and consumer agree on it: ``run`` builds its arq ``Work
 
 Polling the queue's sorted set is the source of truth; a wake-up only makes an idle consumer poll
 sooner. ``enqueue`` publishes one on ``<queue name>:wake`` (``wake_channel``) when it adds a job
-that is due at once, and ``run`` listens on that channel (a PubSub on a connection of its own
-from the pool), so a job enqueued to an idle worker is claimed within a round trip rather than at
-the next poll. A wake-up lost to a Redis outage costs at most one poll delay.
+that is due at once (one per script call, however many such jobs it adds), and ``run`` listens
+on that channel (a PubSub on a connection of its own from the pool), so a job enqueued to an
+idle worker is claimed within a round trip rather than at the next poll. A wake-up lost to a
+Redis outage costs at most one poll delay.
 """
 
 from __future__ import annotations
