@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -97,11 +98,14 @@ class SeaweedServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self, *, timeout: float = 60.0) -> None:
-        """Start the server and wait until its S3 endpoint answers."""
+        """Start the server and wait until its S3 endpoint answers and, after a restart, until
+        its master knows every volume the data directory holds: until then the objects already
+        stored answer 500 (``volume id 1 not found``) for a second or so."""
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "data").mkdir(exist_ok=True)
+        stored_volumes = len(list((self.workdir / "data").glob("*.dat")))
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self._command(),
@@ -114,7 +118,7 @@ class SeaweedServer:
                 start_new_session=True,
             )
         try:
-            self._wait_until_ready(timeout)
+            self._wait_until_ready(timeout, stored_volumes)
         except BaseException:
             self.stop()
             raise
@@ -185,9 +189,11 @@ class SeaweedServer:
             ]
         }
 
-    def _wait_until_ready(self, timeout: float) -> None:
+    def _wait_until_ready(self, timeout: float, stored_volumes: int) -> None:
         deadline = time.monotonic() + timeout
         health_url = f"{self.endpoint.endpoint_url}/healthz"
+        master_port = self._ports[2 * _COMPONENTS.index("master")]
+        status_url = f"http://127.0.0.1:{master_port}/dir/status"
         with httpx.Client(timeout=2.0) as client:
             while True:
                 assert self._process is not None
@@ -195,13 +201,16 @@ class SeaweedServer:
                     raise RuntimeError(
                         f"weed mini exited with code {self._process.returncode}\n{self._log_tail()}"
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(health_url).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if (
+                        client.get(health_url).status_code == 200
+                        and _known_volumes(client.get(status_url).json()) >= stored_volumes
+                    ):
                         return
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"SeaweedFS S3 did not answer at {health_url} within {timeout:.0f} s\n"
-                        f"{self._log_tail()}"
+                        f"SeaweedFS did not serve at {health_url} with its {stored_volumes} "
+                        f"stored volume(s) known within {timeout:.0f} s\n{self._log_tail()}"
                     )
                 time.sleep(0.1)
 
@@ -211,6 +220,16 @@ class SeaweedServer:
         except OSError:
             return "(no log)"
         return "--- weed log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def _known_volumes(status: Any) -> int:
+    """How many volumes the master's topology (``/dir/status``) lists on its volume servers."""
+    return sum(
+        node.get("Volumes", 0)
+        for center in status.get("Topology", {}).get("DataCenters") or []
+        for rack in center.get("Racks") or []
+        for node in rack.get("DataNodes") or []
+    )
 
 
 @contextlib.contextmanager
