@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -160,13 +161,19 @@ class Processor:
         )
 
     async def _run_with_lease(self, job: Job) -> Attempt:
-        work = asyncio.create_task(self._run(job))
+        sink = OutputSink(
+            self.storage, job.id, limit=self.policy.max_output_bytes, tracer=self.tracer
+        )
+        work = asyncio.create_task(self._run(job, sink))
         heartbeat = asyncio.create_task(self._heartbeat(job, work))
         try:
             return await work
         except asyncio.CancelledError:
             if heartbeat.done() and isinstance(heartbeat.exception(), LeaseLost):
                 log.warning("job %s: lease lost, attempt %d abandoned", job.id, job.attempts)
+                # Canceled (or failed) meanwhile: what this attempt wrote must go, as when it
+                # learns so at the end. The sink has waited for any write still in flight.
+                await self._discard(job, sink.attempted_keys)
                 return Attempt(job_id=job.id, outcome="abandoned")
             # Shutting down: hand the job back instead of leaving it to the lease's expiry.
             await asyncio.shield(self._release(job))
@@ -219,11 +226,8 @@ class Processor:
                 work.cancel()
                 raise LeaseLost(job.id)
 
-    async def _run(self, job: Job) -> Attempt:
+    async def _run(self, job: Job, sink: OutputSink) -> Attempt:
         started = time.monotonic()
-        sink = OutputSink(
-            self.storage, job.id, limit=self.policy.max_output_bytes, tracer=self.tracer
-        )
         phase = "fetching the source"
         try:
             async with asyncio.timeout(self.policy.job_timeout), sink:
@@ -310,7 +314,7 @@ class Processor:
         )
         if done is None:
             # Canceled meanwhile, or the lease was taken over: this attempt's work is void.
-            await self._discard(job, outputs)
+            await self._discard(job, [output.object_key for output in outputs])
             return Attempt(job_id=job.id, outcome="abandoned")
         self.metrics.pipeline_outputs.inc(len(outputs))
         self.metrics.pixels_processed.inc(usage.pixels_processed)
@@ -318,7 +322,7 @@ class Processor:
         self.metrics.compute_time_ms.inc(usage.compute_time_ms)
         return Attempt(job_id=job.id, outcome="succeeded")
 
-    async def _discard(self, job: Job, outputs: list[Output]) -> None:
+    async def _discard(self, job: Job, keys: Sequence[str]) -> None:
         """Delete a void attempt's outputs, but only from a job that can never succeed.
 
         Output keys are deterministic (``outputs/<job>/<step>.<ext>``), so the objects this
@@ -338,9 +342,9 @@ class Processor:
             return  # cannot tell: keeping an orphan beats deleting a live job's outputs
         if current is None or current.status not in _ENDED_WITHOUT_OUTPUTS:
             return
-        for output in outputs:
+        for key in keys:
             with contextlib.suppress(PixelflowError):
-                await self.storage.delete(output.object_key)
+                await self.storage.delete(key)
 
     async def _delete_before_failing(self, job: Job, outputs: list[Output]) -> None:
         """Delete this attempt's outputs just before it fails the job, but only while it still
@@ -401,8 +405,13 @@ class OutputSink:
     ``put`` starts the write and returns once the previous one is done, so the renderer goes
     on encoding the next output (or frees its slot) while this one uploads, and a job holds
     at most two encoded outputs in memory, however many it makes. ``flush`` waits for the last
-    write; a failed write raises there or at the next ``put``. Used as an async context
-    manager, a write still in flight when the attempt ends early is cancelled."""
+    write; a failed write raises there or at the next ``put``.
+
+    A write is never cut off: once its request is sent, S3 may store the object whatever the
+    client does, even after a delete sent later. So when the attempt ends early (a timeout,
+    a lost lease, a shutdown), leaving the sink as an async context manager waits for the
+    write in flight (bounded by the storage's own timeouts). ``attempted_keys`` then names
+    every object the attempt may have stored."""
 
     def __init__(self, storage: ObjectStorage, job_id: str, *, limit: int, tracer: Tracer) -> None:
         self.storage = storage
@@ -413,6 +422,7 @@ class OutputSink:
         # under the attempt's span captured here, not under whatever is current there.
         self.trace_context = otel_context.get_current()
         self.outputs: list[Output] = []
+        self.attempted_keys: list[str] = []
         self.total = 0
         self._writing: asyncio.Task[None] | None = None
 
@@ -429,12 +439,15 @@ class OutputSink:
         self._writing = asyncio.create_task(self._write(result))
 
     async def flush(self) -> None:
-        writing, self._writing = self._writing, None
+        writing = self._writing
         if writing is not None:
-            await writing
+            # Shielded: cancelling the attempt does not cut the write off (see the class).
+            await asyncio.shield(writing)
+            self._writing = None
 
     async def _write(self, result: Rendered) -> None:
         key = output_key(self.job_id, result.step_id, result.format)
+        self.attempted_keys.append(key)
         with self.tracer.start_as_current_span(
             "pixelflow.job.emit",
             context=self.trace_context,
@@ -459,10 +472,8 @@ class OutputSink:
 
     async def __aexit__(self, *exc_info: object) -> None:
         writing, self._writing = self._writing, None
-        if writing is not None and not writing.done():
-            writing.cancel()
         if writing is not None:
-            # Retrieved, so a failed write is not logged as never retrieved; what it raised
+            # Awaited, so a failed write is not logged as never retrieved; what it raised
             # matters only when the attempt was still going to succeed, and then flush raised.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writing
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from pixelflow.adapters.storage.protocol import ObjectStorage
+from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.backoff import backoff
 from pixelflow.core.clock import utc_now
 from pixelflow.core.models import Job, JobTask, Transition
 from pixelflow.core.states import JobStatus
+from pixelflow.services.policy import WorkerPolicy
+from pixelflow.services.processing import Processor
 from tests.services.conftest import FlakyStorage, GatedImaging, Services, SlowStorage
 from tests.support.queued_jobs import queued_upload
 
@@ -160,6 +164,94 @@ async def test_heartbeat_keeps_the_lease_and_a_takeover_voids_the_attempt(
     after = await current(services, job.id)
     assert after.status is JobStatus.QUEUED and after.outputs == []
     gated.gate.set()
+
+
+class SentThenHeld:
+    """Real storage whose second write is held, as a PUT that is on the wire: once sent, it is
+    stored when ``release`` is set, whether or not its caller is still waiting (as S3 does)."""
+
+    def __init__(self, inner: ObjectStorage) -> None:
+        self.inner = inner
+        self.writes = 0
+        self.sent = asyncio.Event()
+        self.release = asyncio.Event()
+        self.deliveries: list[asyncio.Task[None]] = []
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            await self.inner.put(key, data, content_type=content_type)
+            return
+        delivery = asyncio.create_task(self._deliver(key, data, content_type))
+        self.deliveries.append(delivery)
+        self.sent.set()
+        await asyncio.shield(delivery)
+
+    async def _deliver(self, key: str, data: bytes, content_type: str) -> None:
+        await self.release.wait()
+        await self.inner.put(key, data, content_type=content_type)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+class LeaseWatch:
+    """The real store, noting when a lease renewal finds the attempt no longer owns its job."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.lost = asyncio.Event()
+
+    async def renew_lease(self, job_id: str, *, attempt: int, until: datetime) -> bool:
+        owned = await self.inner.renew_lease(job_id, attempt=attempt, until=until)
+        if not owned:
+            self.lost.set()
+        return owned
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_cancel_the_heartbeat_notices_discards_every_output_the_attempt_wrote(
+    services: Services, fixtures_dir: Path
+) -> None:
+    """The heartbeat finds the job canceled while the last output's write is in flight: the
+    attempt waits for that write instead of cutting it off, then deletes what it wrote."""
+    two_outputs = [
+        {"id": "large", "action": "resize", "width": 64, "format": "png"},
+        {"id": "small", "action": "resize", "width": 32, "format": "png"},
+    ]
+    job = await queued_job(services, fixtures_dir, pipeline=two_outputs)
+    storage, store = SentThenHeld(services.storage), LeaseWatch(services.store)
+    processor = Processor(
+        store=store,  # type: ignore[arg-type]
+        storage=storage,  # type: ignore[arg-type]
+        sources=services.sources,
+        imaging=services.imaging,
+        policy=WorkerPolicy(lease_seconds=1.5),
+        metrics=services.metrics,
+    )
+    attempt = asyncio.create_task(processor.process(JobTask(job_id=job.id)))
+    await asyncio.wait_for(storage.sent.wait(), 10)
+    canceled = await services.store.transition(
+        Transition(
+            job_id=job.id,
+            expected=frozenset({JobStatus.PROCESSING}),
+            target=JobStatus.CANCELED,
+            at=utc_now(),
+        )
+    )
+    assert canceled is not None
+    await asyncio.wait_for(store.lost.wait(), 10)  # noticed while the write is still out
+    storage.release.set()
+
+    result = await asyncio.wait_for(attempt, 30)
+    await asyncio.wait_for(asyncio.gather(*storage.deliveries), 10)
+    assert result.outcome == "abandoned"
+    assert storage.writes == 2
+    for step in ("large", "small"):
+        assert await services.storage.size(f"outputs/{job.id}/{step}.png") is None
+    assert (await current(services, job.id)).status is JobStatus.CANCELED
 
 
 async def test_a_slow_fetch_times_out_as_a_transient_error(
