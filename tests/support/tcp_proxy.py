@@ -23,6 +23,9 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="proxy")
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._to_drop = 0
+        self._rewrite: tuple[bytes, bytes] | None = None
+        self.accepted = 0  # connections accepted so far, dropped ones included
 
     def start(self) -> None:
         self._thread.start()
@@ -41,6 +44,16 @@ class TcpProxy:
             self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+    def drop_connections(self, count: int) -> None:
+        """Accept the next ``count`` connections and close each at once: a server that hangs
+        up before answering."""
+        self._to_drop = count
+
+    def rewrite_upstream(self, old: bytes, new: bytes) -> None:
+        """Replace ``old`` with ``new`` in what clients send on connections opened from now on:
+        bytes changed in transit. (Matched within each read, so keep ``old`` short.)"""
+        self._rewrite = (old, new)
 
     @property
     def is_cut(self) -> bool:
@@ -62,6 +75,11 @@ class TcpProxy:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self._to_drop > 0:
+            self._to_drop -= 1
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -69,17 +87,21 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self._rewrite), _pipe(up_reader, writer, None)
+            )
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 w.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rewrite: tuple[bytes, bytes] | None
+) -> None:
     with contextlib.suppress(OSError, ConnectionError):
         while data := await reader.read(65536):
-            writer.write(data)
+            writer.write(data.replace(*rewrite) if rewrite else data)
             await writer.drain()
     writer.transport.abort()
 

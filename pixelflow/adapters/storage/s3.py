@@ -15,6 +15,7 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpsession import get_cert_path
 
 from pixelflow.adapters.storage.protocol import (
     CHUNK_BYTES,
@@ -22,6 +23,7 @@ from pixelflow.adapters.storage.protocol import (
     PresignedPost,
     PresignedUrl,
 )
+from pixelflow.adapters.storage.s3_direct import DirectPut
 from pixelflow.core.clock import Clock, utc_now
 from pixelflow.core.errors import (
     InvalidInput,
@@ -53,6 +55,8 @@ _CONFIG = AioConfig(
     retries={"mode": "standard", "total_max_attempts": 2},  # one retry
     warm_up_loader_caches=True,  # load botocore's JSON models in a thread, not on the loop
 )
+# How long a URL signed for one output write stays valid: the write and its retry, with room.
+_PUT_URL_SECONDS = 300
 
 
 class S3ObjectStorage:
@@ -60,9 +64,16 @@ class S3ObjectStorage:
     process, released by ``close()``."""
 
     def __init__(
-        self, client: S3Client, exit_stack: AsyncExitStack, bucket: str, prefix: str, clock: Clock
+        self,
+        client: S3Client,
+        direct: DirectPut,
+        exit_stack: AsyncExitStack,
+        bucket: str,
+        prefix: str,
+        clock: Clock,
     ) -> None:
         self._client = client
+        self._direct = direct
         self._exit_stack = exit_stack
         self._bucket = bucket
         self._prefix = prefix
@@ -87,8 +98,9 @@ class S3ObjectStorage:
         ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles), ``region`` to ``AWS_DEFAULT_REGION``.
         """
         exit_stack = AsyncExitStack()
+        session = get_session()
         client = await exit_stack.enter_async_context(
-            get_session().create_client(
+            session.create_client(
                 "s3",
                 endpoint_url=endpoint_url,
                 region_name=region,
@@ -97,7 +109,12 @@ class S3ObjectStorage:
                 config=_CONFIG,
             )
         )
-        storage = cls(client, exit_stack, bucket, prefix.strip("/"), clock)
+        # The CA bundle botocore verifies with (AWS_CA_BUNDLE, else its default).
+        direct = DirectPut.open(
+            cafile=session.get_config_variable("ca_bundle") or get_cert_path(True)
+        )
+        exit_stack.push_async_callback(direct.close)
+        storage = cls(client, direct, exit_stack, bucket, prefix.strip("/"), clock)
         if create_bucket:
             try:
                 await storage._create_bucket_if_missing(region)
@@ -183,10 +200,9 @@ class S3ObjectStorage:
         return BodyStream(response["Body"], response["ContentLength"])
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        with _translated_errors():
-            await self._client.put_object(
-                Bucket=self._bucket, Key=self._key(key), Body=data, ContentType=content_type
-            )
+        # Outputs are written once per job: see s3_direct for why not through put_object.
+        url = await self._presign("put_object", key, _PUT_URL_SECONDS)
+        await self._direct.put(url, data, content_type=content_type)
 
     async def delete(self, key: str) -> None:
         # S3 answers 204 for a missing key too, so "already gone" needs no special case.
