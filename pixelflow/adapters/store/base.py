@@ -212,6 +212,16 @@ class SqlStore(abc.ABC):
             batcher = self._row_changes_for(update)
             changed = await batcher.add(_RowChange(change.job_id, update))
             return None if changed is None else job_from_row(changed)
+        if change.usage is not None and self.dialect == "postgresql":
+            # The row and its usage in one statement (batched like the row-only changes), for a
+            # job whose outcome records no event. Anything else, or a compare-and-set that lost,
+            # goes through the transaction below, which decides.
+            combined = sql.transition_recording_usage(
+                change, change.usage, only_without_webhook=change.target in webhooks.EVENT_FOR
+            )
+            changed = await self._row_changes_for(combined).add(_RowChange(change.job_id, combined))
+            if changed is not None:
+                return msgspec.structs.replace(job_from_row(changed), usage=change.usage)
         async with self._transaction() as conn:
             matched = await conn.fetchrow(update)
             if matched is None:

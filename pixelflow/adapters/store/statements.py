@@ -44,10 +44,11 @@ class Statement(NamedTuple):
 
 
 class _Args:
-    """Collects arguments, handing out the placeholder for each one."""
+    """Collects arguments, handing out the placeholder for each one (after ``given``, which
+    another statement's text already numbers)."""
 
-    def __init__(self) -> None:
-        self._values: list[object] = []
+    def __init__(self, given: tuple[object, ...] = ()) -> None:
+        self._values: list[object] = list(given)
 
     def __call__(self, value: object) -> str:
         self._values.append(value)
@@ -157,10 +158,10 @@ _RETURNING_JOB = ", ".join(
 )
 
 
-def transition(change: Transition) -> Statement:
+def transition(change: Transition, *, only_without_webhook: bool = False) -> Statement:
     """A compare-and-set on status (and attempt): returns the whole job as ``select_job`` reads
     it, only if it matched. One statement, so a change with nothing else to write needs no
-    explicit transaction."""
+    explicit transaction. ``only_without_webhook`` also requires a job without a webhook."""
     check_transition(change)
     arg = _Args()
     target = change.target
@@ -196,7 +197,33 @@ def transition(change: Transition) -> Statement:
     sql += f" AND status IN ({expected})"
     if change.attempt is not None:
         sql += f" AND attempts = {arg(change.attempt)}"
+    if only_without_webhook:
+        sql += " AND webhook_url IS NULL"
     return arg.statement(f"{sql} RETURNING {_RETURNING_JOB}")
+
+
+def transition_recording_usage(
+    change: Transition, usage: Usage, *, only_without_webhook: bool
+) -> Statement:
+    """PostgreSQL only (a data-modifying WITH): ``transition`` and the upsert of the job's
+    usage row, as one statement, so as atomic as a transaction around the two and one round
+    trip instead of four (BEGIN, the two, COMMIT). An outcome that records a webhook event
+    needs the event in the same transaction: ``only_without_webhook`` leaves such jobs alone.
+    Returns what ``transition`` returns, with the usage columns as they were before; no row if
+    nothing was changed."""
+    update = transition(change, only_without_webhook=only_without_webhook)
+    arg = _Args(update.args)
+    values = {**usage_values(usage), "created_at": change.at}
+    columns = ["job_id", "user_id", *values]
+    selected = ["changed.id", "changed.user_id", *(arg(value) for value in values.values())]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+    return arg.statement(
+        f"WITH changed AS ({update.sql}),"
+        f" recorded AS (INSERT INTO usage_logs ({', '.join(columns)})"
+        f" SELECT {', '.join(selected)} FROM changed"
+        f" ON CONFLICT (job_id) DO UPDATE SET {updates})"
+        " SELECT * FROM changed"
+    )
 
 
 def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:

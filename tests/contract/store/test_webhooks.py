@@ -10,10 +10,10 @@ import pytest
 
 from pixelflow.adapters.store import statements as sql
 from pixelflow.adapters.store.base import SqlStore
-from pixelflow.core.models import Job, JobError, Transition, WebhookAttempt
+from pixelflow.core.models import Job, JobError, Transition, Usage, WebhookAttempt
 from pixelflow.core.states import JobStatus
 from tests.contract.store.conftest import Database
-from tests.contract.store.helpers import S, at, drive, make_job
+from tests.contract.store.helpers import S, at, drive, make_job, step
 
 HOOK = "https://receiver.example/hooks"
 
@@ -59,6 +59,25 @@ async def test_a_terminal_transition_records_its_event_in_the_same_transaction(
         0,
     )
     assert await store.get_job(job.id) == job
+
+
+async def test_a_success_with_usage_records_the_usage_and_the_event_together(
+    store: SqlStore,
+) -> None:
+    """Usage and event both come with the outcome (on PostgreSQL the one-statement write of a
+    row and its usage leaves a job with a webhook to the transaction)."""
+    usage = Usage(pixels_processed=6, bytes_in=5, bytes_out=4, bytes_saved=1, compute_time_ms=3)
+    running = await hooked_job(store, S.PROCESSING)
+
+    done = await store.transition(step(running, S.SUCCEEDED, at(30), usage=usage))
+
+    assert done is not None and done.usage == usage and done.webhook is not None
+    assert await store.get_usage(running.id) == usage
+    events = await store.webhook_events(running.id)
+    assert [(event.id, event.event) for event in events] == [
+        (done.webhook.event_id, "job.completed")
+    ]
+    assert await store.get_job(running.id) == done
 
 
 async def test_no_event_without_a_webhook_url_or_before_the_outcome(store: SqlStore) -> None:
