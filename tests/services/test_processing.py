@@ -38,6 +38,19 @@ async def current(services: Services, job_id: str) -> Job:
     return job
 
 
+async def cancel_processing(services: Services, job_id: str) -> None:
+    """Cancel a job mid-attempt, as the API does."""
+    canceled = await services.store.transition(
+        Transition(
+            job_id=job_id,
+            expected=frozenset({JobStatus.PROCESSING}),
+            target=JobStatus.CANCELED,
+            at=utc_now(),
+        )
+    )
+    assert canceled is not None
+
+
 async def test_transient_failures_retry_with_backoff_then_succeed(
     services: Services, fixtures_dir: Path
 ) -> None:
@@ -117,15 +130,7 @@ async def test_cancel_mid_attempt_discards_the_outputs(
     gated = GatedImaging(services.imaging)
     attempt = asyncio.create_task(services.processor(imaging=gated).process(JobTask(job_id=job.id)))
     await asyncio.wait_for(gated.entered.wait(), 10)
-    canceled = await services.store.transition(
-        Transition(
-            job_id=job.id,
-            expected=frozenset({JobStatus.PROCESSING}),
-            target=JobStatus.CANCELED,
-            at=utc_now(),
-        )
-    )
-    assert canceled is not None
+    await cancel_processing(services, job.id)
     gated.gate.set()
     result = await asyncio.wait_for(attempt, 30)
     assert result.outcome == "abandoned"
@@ -233,15 +238,7 @@ async def test_a_cancel_the_heartbeat_notices_discards_every_output_the_attempt_
     )
     attempt = asyncio.create_task(processor.process(JobTask(job_id=job.id)))
     await asyncio.wait_for(storage.sent.wait(), 10)
-    canceled = await services.store.transition(
-        Transition(
-            job_id=job.id,
-            expected=frozenset({JobStatus.PROCESSING}),
-            target=JobStatus.CANCELED,
-            at=utc_now(),
-        )
-    )
-    assert canceled is not None
+    await cancel_processing(services, job.id)
     await asyncio.wait_for(store.lost.wait(), 10)  # noticed while the write is still out
     storage.release.set()
 
