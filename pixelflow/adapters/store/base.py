@@ -217,7 +217,7 @@ class SqlStore(abc.ABC):
             # job whose outcome records no event. Anything else, or a compare-and-set that lost,
             # goes through the transaction below, which decides.
             combined = sql.transition_recording_usage(
-                change, change.usage, only_without_webhook=change.target in webhooks.EVENT_FOR
+                change, only_without_webhook=change.target in webhooks.EVENT_FOR
             )
             changed = await self._row_changes_for(combined).add(_RowChange(change.job_id, combined))
             if changed is not None:

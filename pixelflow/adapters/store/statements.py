@@ -202,37 +202,39 @@ def transition(change: Transition, *, only_without_webhook: bool = False) -> Sta
     return arg.statement(f"{sql} RETURNING {_RETURNING_JOB}")
 
 
-def transition_recording_usage(
-    change: Transition, usage: Usage, *, only_without_webhook: bool
-) -> Statement:
+def transition_recording_usage(change: Transition, *, only_without_webhook: bool) -> Statement:
     """PostgreSQL only (a data-modifying WITH): ``transition`` and the upsert of the job's
-    usage row, as one statement, so as atomic as a transaction around the two and one round
-    trip instead of four (BEGIN, the two, COMMIT). An outcome that records a webhook event
-    needs the event in the same transaction: ``only_without_webhook`` leaves such jobs alone.
-    Returns what ``transition`` returns, with the usage columns as they were before; no row if
-    nothing was changed."""
+    usage row (``change.usage``), as one statement, so as atomic as a transaction around the two
+    and one round trip instead of four (BEGIN, the two, COMMIT). An outcome that records a
+    webhook event needs the event in the same transaction: ``only_without_webhook`` leaves such
+    jobs alone. Returns what ``transition`` returns, with the usage columns as they were before;
+    no row if nothing was changed."""
+    if change.usage is None:
+        raise ValueError("a transition recording usage needs the usage")
     update = transition(change, only_without_webhook=only_without_webhook)
     arg = _Args(update.args)
-    values = {**usage_values(usage), "created_at": change.at}
-    columns = ["job_id", "user_id", *values]
-    selected = ["changed.id", "changed.user_id", *(arg(value) for value in values.values())]
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+    given = [arg(value) for value in (*usage_values(change.usage).values(), change.at)]
     return arg.statement(
         f"WITH changed AS ({update.sql}),"
-        f" recorded AS (INSERT INTO usage_logs ({', '.join(columns)})"
-        f" SELECT {', '.join(selected)} FROM changed"
-        f" ON CONFLICT (job_id) DO UPDATE SET {updates})"
+        f" recorded AS (INSERT INTO usage_logs ({', '.join(_USAGE_ROW_COLUMNS)})"
+        f" SELECT changed.id, changed.user_id, {', '.join(given)} FROM changed"
+        f"{_ON_USAGE_CONFLICT})"
         " SELECT * FROM changed"
     )
+
+
+# A usage row's columns, in the order both writers of it give them; a second write for the
+# same job (a retry that recorded usage, then the success) replaces the first.
+_USAGE_ROW_COLUMNS = ("job_id", "user_id", *USAGE_COLUMNS, "created_at")
+_ON_USAGE_CONFLICT = " ON CONFLICT (job_id) DO UPDATE SET " + ", ".join(
+    f"{column} = excluded.{column}" for column in _USAGE_ROW_COLUMNS[1:]
+)
 
 
 def upsert_usage(job_id: str, user_id: str, usage: Usage, at: datetime) -> Statement:
     arg = _Args()
     values = {"job_id": job_id, "user_id": user_id, **usage_values(usage), "created_at": at}
-    updates = ", ".join(f"{column} = excluded.{column}" for column in values if column != "job_id")
-    return arg.statement(
-        arg.insert("usage_logs", values) + f" ON CONFLICT (job_id) DO UPDATE SET {updates}"
-    )
+    return arg.statement(arg.insert("usage_logs", values) + _ON_USAGE_CONFLICT)
 
 
 def select_usage(job_id: str) -> Statement:
