@@ -107,11 +107,13 @@ class DirectPut:
 
 
 async def _content_md5(data: bytes) -> str:
-    if len(data) <= _HASH_INLINE_BYTES:
-        digest = hashlib.md5(data, usedforsecurity=False).digest()
-    else:
-        digest = await asyncio.to_thread(lambda: hashlib.md5(data, usedforsecurity=False).digest())
+    small = len(data) <= _HASH_INLINE_BYTES
+    digest = _md5(data) if small else await asyncio.to_thread(_md5, data)
     return base64.b64encode(digest).decode()
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
 
 
 def _error_code(body: bytes) -> str:
