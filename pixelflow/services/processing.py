@@ -249,13 +249,13 @@ class Processor:
             error: PixelflowError = (
                 RenderTimeout(message) if phase == "rendering" else ProcessingTimeout(message)
             )
-            return await self._failed(job, error, sink.outputs)
+            return await self._failed(job, error, sink.attempted_keys)
         except PixelflowError as exc:
-            return await self._failed(job, exc, sink.outputs)
+            return await self._failed(job, exc, sink.attempted_keys)
         except Exception as exc:  # a bug or an unexpected dependency error: retry, then fail
             log.exception("job %s: unexpected error", job.id)
             error = UnexpectedError(f"internal error: {type(exc).__name__}")
-            return await self._failed(job, error, sink.outputs)
+            return await self._failed(job, error, sink.attempted_keys)
         compute_ms = int((time.monotonic() - started) * 1000)
         return await self._succeed(job, len(source), sink.outputs, compute_ms)
 
@@ -342,11 +342,9 @@ class Processor:
             return  # cannot tell: keeping an orphan beats deleting a live job's outputs
         if current is None or current.status not in _ENDED_WITHOUT_OUTPUTS:
             return
-        for key in keys:
-            with contextlib.suppress(PixelflowError):
-                await self.storage.delete(key)
+        await self._delete_objects(keys)
 
-    async def _delete_before_failing(self, job: Job, outputs: list[Output]) -> None:
+    async def _delete_before_failing(self, job: Job, keys: Sequence[str]) -> None:
         """Delete this attempt's outputs just before it fails the job, but only while it still
         owns the job (renewing its lease proves it): the keys are deterministic, so after a
         takeover they are the live attempt's outputs too."""
@@ -356,13 +354,14 @@ class Processor:
         except PixelflowError:
             return  # cannot tell: keeping an orphan beats deleting a live attempt's outputs
         if owned:
-            for output in outputs:
-                with contextlib.suppress(PixelflowError):
-                    await self.storage.delete(output.object_key)
+            await self._delete_objects(keys)
 
-    async def _failed(
-        self, job: Job, exc: PixelflowError, written: list[Output] | None = None
-    ) -> Attempt:
+    async def _delete_objects(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(PixelflowError):
+                await self.storage.delete(key)
+
+    async def _failed(self, job: Job, exc: PixelflowError, written: Sequence[str] = ()) -> Attempt:
         error = JobError(code=exc.code, message=exc.message)
         end_error(get_current_span(), error.code)
         limit = self.policy.max_attempts
@@ -387,8 +386,9 @@ class Processor:
             f"; retrying in {delay:.1f} s" if retry else "",
         )
         if not retry and written:
-            # A failed job has no outputs: what this attempt wrote (up to the output cap) goes,
-            # before the job reads as failed, so a client never finds a failed job's files.
+            # A failed job has no outputs: what this attempt wrote or began to write (up to the
+            # output cap) goes, before the job reads as failed, so a client never finds a failed
+            # job's files. A write that failed may still have been stored.
             await self._delete_before_failing(job, written)
         if await self.store.transition(change) is None:
             return Attempt(job_id=job.id, outcome="abandoned", error=error)

@@ -10,6 +10,7 @@ from pixelflow.adapters.storage.protocol import ObjectStorage
 from pixelflow.adapters.store.protocol import Store
 from pixelflow.core.backoff import backoff
 from pixelflow.core.clock import utc_now
+from pixelflow.core.errors import StorageUnavailable
 from pixelflow.core.models import Job, JobTask, Transition
 from pixelflow.core.states import JobStatus
 from pixelflow.services.policy import WorkerPolicy
@@ -249,6 +250,36 @@ async def test_a_cancel_the_heartbeat_notices_discards_every_output_the_attempt_
     for step in ("large", "small"):
         assert await services.storage.size(f"outputs/{job.id}/{step}.png") is None
     assert (await current(services, job.id)).status is JobStatus.CANCELED
+
+
+class StoredButUnanswered:
+    """Real storage whose writes are stored but answered with an outage, as when the
+    connection drops after S3 took the object."""
+
+    def __init__(self, inner: ObjectStorage) -> None:
+        self.inner = inner
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        await self.inner.put(key, data, content_type=content_type)
+        raise StorageUnavailable("object storage is unavailable")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_failed_job_leaves_no_object_from_a_write_that_failed(
+    services: Services, fixtures_dir: Path
+) -> None:
+    job = await queued_job(services, fixtures_dir)
+    processor = services.processor(storage=StoredButUnanswered(services.storage), max_attempts=1)
+
+    result = await processor.process(JobTask(job_id=job.id))
+
+    assert result.outcome == "failed"
+    assert result.error is not None and result.error.code == "storage_unavailable"
+    failed = await current(services, job.id)
+    assert failed.status is JobStatus.FAILED and failed.outputs == []
+    assert await services.storage.size(f"outputs/{job.id}/small.png") is None
 
 
 async def test_a_slow_fetch_times_out_as_a_transient_error(
