@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
 from pixelflow.core.errors import InvalidInput
@@ -43,6 +44,9 @@ class PlannedStep(Struct, frozen=True, kw_only=True):
     parent: str | None  # None: the job's source; otherwise the id of an earlier step
     format: OutputFormat
     quality: int
+    # An earlier step whose pixels this one's are: the same transform of the same pixels (one
+    # size written as JPEG and as WebP), computed once for both.
+    same_as: str | None = None
 
     @property
     def id(self) -> str:
@@ -72,22 +76,40 @@ def plan_pipeline(steps: Sequence[Step], *, source_format: OutputFormat) -> Plan
     """
     seen: set[str] = set()
     planned: list[PlannedStep] = []
+    # Each step's pixels by the step that first computed them, and that step by its input's
+    # pixels and its transform: a repeat (through any chain of repeats) is found in one look.
+    pixels_of: dict[str, str] = {}
+    first_by_transform: dict[tuple[str | None, bytes], str] = {}
     for index, step in enumerate(steps):
         if step.input is not None and step.input not in seen:
             raise InvalidInput(
                 f"pipeline[{index}].input {step.input!r} must name an earlier step",
                 code="invalid_input_step",
             )
+        parent_pixels = None if step.input is None else pixels_of[step.input]
+        first = first_by_transform.setdefault((parent_pixels, _transform(step)), step.id)
+        pixels_of[step.id] = first
         planned.append(
             PlannedStep(
                 step=step,
                 parent=step.input,
                 format=normalize_format(step.format) if step.format else source_format,
                 quality=step.quality if step.quality is not None else DEFAULT_QUALITY,
+                same_as=None if first == step.id else first,
             )
         )
         seen.add(step.id)
     return Plan(steps=tuple(planned))
+
+
+def _transform(step: Step) -> bytes:
+    """What a step does to its input's pixels: everything but its name, its input and how its
+    result is written (format, quality, metadata, whether it is written at all)."""
+    return msgspec.json.encode(
+        msgspec.structs.replace(
+            step, id="", input=None, format=None, quality=None, emit=True, strip=True
+        )
+    )
 
 
 def resize_reduction(step: ResizeStep, width: int, height: int) -> float:

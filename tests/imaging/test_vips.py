@@ -11,6 +11,8 @@ import pytest
 import pyvips
 
 from pixelflow.adapters.imaging import decode as decoding
+from pixelflow.adapters.imaging import operations
+from pixelflow.adapters.imaging import vips as vips_adapter
 from pixelflow.adapters.imaging.protocol import ImageLimits
 from pixelflow.adapters.imaging.vips import VipsImaging
 from pixelflow.core.errors import ImageRejected
@@ -109,6 +111,38 @@ async def test_a_full_resolution_step_forces_a_full_decode(
         LIMITS,
     )
     assert [shrink for shrink, _ in decodes.calls] == [1.0]
+
+
+async def test_one_size_in_two_formats_is_resized_once(
+    imaging: VipsImaging, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = read(fixtures_dir, "photo-1080p.jpg")
+    pipeline = steps(
+        {"id": "jpeg", "action": "resize", "width": 400, "format": "jpeg"},
+        {"id": "webp", "action": "resize", "width": 400, "format": "webp"},
+        {"id": "small", "action": "resize", "width": 200, "format": "jpeg"},
+        {"id": "blurred", "action": "blur", "sigma": 2, "input": "webp", "format": "png"},
+    )
+    # Alone, each of the two decodes at the same shrink as in the whole pipeline.
+    alone = {
+        step.id: (await imaging.render(source, [step], LIMITS))[0].data for step in pipeline[:2]
+    }
+    applied: list[str] = []
+    real = operations.apply
+
+    def counting(step: Any, *args: Any, **kwargs: Any) -> Any:
+        applied.append(step.id)
+        return real(step, *args, **kwargs)
+
+    monkeypatch.setattr(vips_adapter, "apply", counting)
+    rendered = await imaging.render(source, pipeline, LIMITS)
+
+    assert applied == ["jpeg", "small", "blurred"]
+    outputs = {result.step_id: result for result in rendered}
+    # The shared pixels are the ones each step computes alone: the same bytes.
+    assert {step_id: outputs[step_id].data for step_id in alone} == alone
+    assert outputs["webp"].format == "webp"
+    assert (outputs["blurred"].width, outputs["blurred"].height) == (400, 300)
 
 
 async def test_intermediate_steps_are_not_emitted(imaging: VipsImaging, fixtures_dir: Path) -> None:

@@ -74,6 +74,36 @@ class TestPlan:
         )
         assert [(p.action, p.emit) for p in plan.steps] == [("blur", False), ("flip", True)]
 
+    def test_a_repeated_transform_of_the_same_pixels_is_marked_as_the_first(self) -> None:
+        plan = plan_pipeline(
+            steps(
+                {"id": "jpg", "action": "resize", "width": 800, "format": "jpeg"},
+                # Only how the result is written differs: the same pixels.
+                {"id": "webp", "action": "resize", "width": 800, "format": "webp", "quality": 70},
+                {"id": "raw", "action": "resize", "width": 800, "strip": False, "emit": False},
+                {"id": "small", "action": "resize", "width": 320},
+                {"id": "cover", "action": "resize", "width": 800, "fit": "cover"},
+            ),
+            source_format="jpeg",
+        )
+        assert [p.same_as for p in plan.steps] == [None, "jpg", "jpg", None, None]
+
+    def test_repeats_are_found_through_chains_of_repeats(self) -> None:
+        plan = plan_pipeline(
+            steps(
+                {"id": "a", "action": "resize", "width": 800},
+                {"id": "b", "action": "resize", "width": 800, "format": "webp"},
+                {"id": "a-marked", "action": "blur", "sigma": 1, "input": "a"},
+                # Reads b, whose pixels are a's: the same blur of the same pixels.
+                {"id": "b-marked", "action": "blur", "sigma": 1, "input": "b"},
+                {"id": "b-sharper", "action": "blur", "sigma": 2, "input": "b"},
+                # The same blur of the source's pixels is another transform.
+                {"id": "source-marked", "action": "blur", "sigma": 1},
+            ),
+            source_format="jpeg",
+        )
+        assert [p.same_as for p in plan.steps] == [None, "a", None, "a-marked", None, None]
+
     @pytest.mark.parametrize("target", ["later", "missing"])
     def test_input_must_name_an_earlier_step(self, target: str) -> None:
         pipeline = steps(
