@@ -60,6 +60,12 @@ class PlannedStep(Struct, frozen=True, kw_only=True):
     def emit(self) -> bool:
         return self.step.emit
 
+    @property
+    def reads(self) -> str | None:
+        """The result this step starts from: the first computation of its pixels if it repeats
+        one, else its parent's."""
+        return self.same_as if self.same_as is not None else self.parent
+
 
 class Plan(Struct, frozen=True, kw_only=True):
     steps: tuple[PlannedStep, ...]

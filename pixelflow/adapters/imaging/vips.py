@@ -242,32 +242,24 @@ def render_job(
             )
         )
     full_size = (header.width, header.height)  # what the possibly shrunk decode stands for
-    # Results still to be read, so each is released after its last consumer: chained steps,
-    # and later steps that repeat it (``same_as``) and take its pixels instead.
-    pending = Counter(planned.parent for planned in plan.steps if planned.same_as is None)
-    repeats = Counter(planned.same_as for planned in plan.steps if planned.same_as)
-    computed: dict[str, Any] = {}
+    # Results still to be read, so each is released after its last reader: chained steps, and
+    # later steps that repeat it (``same_as``) and take its pixels as they are.
+    pending = Counter(planned.reads for planned in plan.steps)
     rendered: list[Rendered] = []
     last_output = max((i for i, planned in enumerate(plan.steps) if planned.emit), default=-1)
     for index, planned in enumerate(plan.steps):
         started = time.time_ns()
         with _step_errors(planned, stop):
             if planned.same_as is not None:
-                image = computed[planned.same_as]
-                repeats[planned.same_as] -= 1
-                if not repeats[planned.same_as]:
-                    del computed[planned.same_as]
+                image = results[planned.same_as]
             else:
                 source_size = full_size if planned.parent is None else None
-                parent = results[planned.parent]
-                image = apply(planned.step, parent, masks, source_size=source_size)
+                image = apply(planned.step, results[planned.parent], masks, source_size=source_size)
                 _check_size(planned, image, limits)
-                if pending[planned.id] or repeats[planned.id]:
+                if pending[planned.id]:
                     # Read again later: compute it once, not once per reader.
                     with _killable(image, planned.id, stop) as evaluated:
                         image = evaluated.copy_memory()
-                    if repeats[planned.id]:
-                        computed[planned.id] = image
             if pending[planned.id]:
                 results[planned.id] = image
             if planned.emit:
@@ -286,10 +278,9 @@ def render_job(
                     ended_ns=time.time_ns(),
                 )
             )
-        if planned.same_as is None:
-            pending[planned.parent] -= 1
-            if not pending[planned.parent]:
-                del results[planned.parent]
+        pending[planned.reads] -= 1
+        if not pending[planned.reads]:
+            del results[planned.reads]
     return rendered
 
 
