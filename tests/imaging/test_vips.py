@@ -27,9 +27,9 @@ class Decodes:
         self.calls: list[tuple[float, str]] = []
         real = decoding.decode
 
-        def counting(data: bytes, source: decoding.Source, shrink: float) -> Any:
+        def counting(data: bytes, source: decoding.Source, shrink: float, **options: Any) -> Any:
             self.calls.append((shrink, threading.current_thread().name))
-            return real(data, source, shrink)
+            return real(data, source, shrink, **options)
 
         monkeypatch.setattr(decoding, "decode", counting)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pyvips
 from msgspec import Struct
 
+from pixelflow.adapters.imaging import pillow_codecs
 from pixelflow.adapters.imaging.icc import is_srgb
 from pixelflow.adapters.imaging.protocol import ImageLimits
 from pixelflow.core.errors import ImageRejected, SourceTooLarge
@@ -54,6 +55,7 @@ class Source(Struct, frozen=True, kw_only=True):
     loader: Loader
     width: int
     height: int
+    orientation: int = 1  # EXIF's, 1 when upright
 
 
 def inspect(data: bytes, limits: ImageLimits) -> Source:
@@ -79,15 +81,21 @@ def inspect(data: bytes, limits: ImageLimits) -> Source:
         )
     if orientation in _TRANSPOSING:
         width, height = height, width
-    return Source(loader=loader, width=width, height=height)
+    return Source(loader=loader, width=width, height=height, orientation=orientation)
 
 
-def decode(data: bytes, source: Source, shrink: float) -> Any:
+def decode(data: bytes, source: Source, shrink: float, *, keep_metadata: bool = False) -> Any:
     """Decode the first page of ``data`` once, reduced by up to ``shrink`` where the format
     can do it while decoding, upright and in 8-bit sRGB, into memory shared by every step
-    that reads the source."""
+    that reads the source. ``keep_metadata``: an output keeps the source's metadata, which
+    only libvips' decode carries (see ``pillow_codecs``)."""
     options: dict[str, Any] = {}
     factor = jpeg_shrink(shrink)
+    if source.loader.format == "jpeg" and not keep_metadata:
+        pixels = source.width * source.height
+        image = pillow_codecs.decode_jpeg(data, pixels=pixels, shrink=factor)
+        if image is not None:
+            return _upright(image, source.orientation)
     if factor > 1 and source.loader.format == "jpeg":
         options["shrink"] = factor
     elif factor > 1 and source.loader.format == "webp":
@@ -95,13 +103,20 @@ def decode(data: bytes, source: Source, shrink: float) -> Any:
     try:
         image = _to_srgb(_load(source.loader, data, access="sequential", **options))
         image = image.copy_memory()  # decodes here: a truncated source fails here
-        if _orientation(image) != 1:
-            image = image.autorot().copy_memory()
+        return _upright(image, _orientation(image))
     except pyvips.Error:
         raise ImageRejected(
             "the source image is corrupt or truncated", code="invalid_image"
         ) from None
-    return image
+
+
+def _upright(image: Any, orientation: int) -> Any:
+    if orientation == 1:
+        return image
+    if _orientation(image) != orientation:  # pixels from Pillow carry no metadata
+        image = image.copy()
+        image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    return image.autorot().copy_memory()
 
 
 def _sniff(data: bytes) -> Loader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pixelflow.adapters.imaging import pillow_codecs
 from pixelflow.core.formats import ALPHA_FORMATS, OutputFormat
 
 WHITE = [255, 255, 255]
@@ -19,6 +20,8 @@ def prepare(image: Any, fmt: OutputFormat) -> Any:
 def encode(image: Any, fmt: OutputFormat, *, quality: int, strip: bool) -> bytes:
     """Encode a ``prepare``d image; ``strip`` drops every metadata block (EXIF, XMP, IPTC and
     the ICC profile: pixels are sRGB, which readers assume without one)."""
+    if pillow_codecs.encodes(image, fmt, strip=strip):
+        return pillow_codecs.encode(image, fmt, quality=quality)
     keep = "none" if strip else "all"
     data: bytes
     match fmt:

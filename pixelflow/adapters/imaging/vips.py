@@ -234,7 +234,9 @@ def render_job(
     shrink = decode_shrink(
         (p.step for p in plan.consumers(None)), header.width, header.height, headroom=headroom
     )
-    results: dict[str | None, Any] = {None: decoding.decode(source, header, shrink)}
+    keep_metadata = any(planned.emit and not planned.step.strip for planned in plan.steps)
+    decoded = decoding.decode(source, header, shrink, keep_metadata=keep_metadata)
+    results: dict[str | None, Any] = {None: decoded}
     if on_step is not None:
         on_step(
             StepTiming(
