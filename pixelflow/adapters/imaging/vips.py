@@ -13,6 +13,7 @@ again, so the caller's slot is never handed on while libvips still works for the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -73,13 +74,18 @@ class VipsImaging:
     ) -> list[Rendered]:
         loop = asyncio.get_running_loop()
         abandoned = threading.Event()
+        handed: list[concurrent.futures.Future[None]] = []  # the output last handed to emit
 
         def emit_from_pool(rendered: Rendered) -> None:
-            # The pool thread waits for emit, so the renderer holds one encoded output at a time.
+            # The pool thread hands an output over and goes on to the next one; it waits only
+            # for the handover before (taken by emit, or refused), so the renderer holds at most
+            # two encoded outputs, and never sits idle while emit waits on a write in flight.
             if abandoned.is_set():
                 raise _Abandoned
             assert emit is not None
-            asyncio.run_coroutine_threadsafe(emit(rendered), loop).result()
+            if handed:
+                handed.pop().result()
+            handed.append(asyncio.run_coroutine_threadsafe(emit(rendered), loop))
 
         sink = emit_from_pool if emit is not None else None
         stop = StopSignal()
@@ -106,6 +112,13 @@ class VipsImaging:
             stop.set()
             await _until_stopped(rendering)
             raise
+        finally:
+            # However the render ended, the last handover has reached emit before the caller
+            # goes on (so a write it starts is one the caller knows of, and waits for).
+            if handed:
+                await _until_stopped(asyncio.wrap_future(handed[0]))
+        if handed:
+            handed.pop().result()  # refused (e.g. the outputs' size limit): raised here
         if emit is None:
             return rendered
         for output in rendered:  # the last output, handed back with the result
@@ -163,8 +176,9 @@ class StopSignal:
                 self._evaluated = None
 
 
-async def _until_stopped(rendering: asyncio.Future[list[Rendered]]) -> None:
-    """Wait for a stopped render's thread to return, whatever else cancels us meanwhile."""
+async def _until_stopped(rendering: asyncio.Future[Any]) -> None:
+    """Wait for a stopped render's thread (or a handover) to end, whatever else cancels us
+    meanwhile."""
     while not rendering.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([rendering])
