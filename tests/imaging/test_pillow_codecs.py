@@ -35,12 +35,12 @@ def _libvips_decode(data: bytes, shrink: int) -> Any:
 @pytest.mark.parametrize(
     ("name", "shrink"),
     [
-        ("photo-12mp.jpg", 1),
         ("photo-12mp.jpg", 2),
         ("photo-12mp.jpg", 4),
         ("photo-12mp.jpg", 8),
         ("photo-12mp-progressive.jpg", 4),
         ("photo-1080p.jpg", 2),
+        ("photo-1080p.jpg", 1),  # 2.8 MP
         ("astronaut-orientation-6.jpg", 1),
     ],
 )
@@ -116,6 +116,13 @@ def test_what_pillow_would_not_decode_the_same_is_left_to_libvips(
 
 def test_a_greyscale_jpeg_is_left_to_libvips() -> None:
     assert pillow_codecs.decode_jpeg(grey_jpeg(), pixels=64 * 48, shrink=1) is None
+
+
+def test_a_large_decode_is_left_to_libvips(fixtures_dir: Path) -> None:
+    """12 MP at full size would take Pillow about twice libvips' memory; shrunk, it is small."""
+    data = read(fixtures_dir, "photo-12mp.jpg")
+    assert pillow_codecs.decode_jpeg(data, pixels=12_000_000, shrink=1) is None
+    assert pillow_codecs.decode_jpeg(data, pixels=12_000_000, shrink=2) is not None
 
 
 def test_more_pixels_than_pillow_allows_are_left_to_libvips(fixtures_dir: Path) -> None:
