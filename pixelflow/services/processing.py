@@ -405,8 +405,8 @@ class OutputSink:
     ``put`` starts the write and returns once the previous one is done, so the renderer goes
     on encoding the next output (or frees its slot) while this one uploads; with the one the
     renderer encodes meanwhile (see ``Imaging.render``), a job holds at most three encoded
-    outputs in memory, however many it makes. ``flush`` waits for the last
-    write; a failed write raises there or at the next ``put``.
+    outputs in memory, however many it makes. ``flush`` waits for the last write; a failed
+    write raises there or at the next ``put``.
 
     A write is never cut off: once its request is sent, S3 may store the object whatever the
     client does, even after a delete sent later. So when the attempt ends early (a timeout,

@@ -9,9 +9,9 @@ in and out of it, and only where the result is what libvips would give:
 
 - decode: 8-bit YCbCr JPEGs with no ICC profile or an sRGB one, decoded to at most
   ``MAX_DECODED_PIXELS``, for a job that keeps no metadata (these pixels come without the
-  source's EXIF, XMP and profile). Anything else, and
-  anything Pillow cannot read, is left to libvips (``None``), which also gives the verdict on
-  a damaged file, so a job fails or succeeds as it would without this module;
+  source's EXIF, XMP and profile). Anything else, and anything Pillow cannot read, is left to
+  libvips (``None``), which also gives the verdict on a damaged file, so a job fails or
+  succeeds as it would without this module;
 - encode: 8-bit sRGB, RGB (JPEG) or RGB/RGBA (WebP), with every metadata block stripped.
 """
 

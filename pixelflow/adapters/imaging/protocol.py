@@ -54,19 +54,19 @@ class Imaging(Protocol):
         emit: Emit | None = None,
     ) -> list[Rendered]:
         """Decode ``source`` once and run the pipeline, in pipeline order. With ``emit``, each
-        emitted step's output is handed to it, in order, as soon as it is encoded and then dropped
-        (the call returns ``[]``); the next output is encoded meanwhile, and handed over once
-        ``emit`` has returned for the one before, so the renderer holds at most two encoded
+        emitted step's output is handed to it, in order, as soon as it is encoded and then
+        dropped (the call returns ``[]``); the next output is encoded meanwhile, and handed over
+        once ``emit`` has returned for the one before, so the renderer holds at most two encoded
         outputs, however many it makes (what ``emit`` keeps while it writes is its own affair).
         Every ``emit`` call has returned by the time ``render`` does, however it ends. An
         exception from ``emit`` stops the render and propagates. Without ``emit``, every output
-        is returned. Runs
-        libvips off the event loop. Raises ``SourceTooLarge`` before decoding when the header's
-        dimensions or the byte size exceed ``limits``, and ``ImageRejected(code="invalid_image")``
-        for empty, truncated or non-image input or a format outside the allowlist. ``on_step`` is
-        told of each step as it finishes (from the rendering thread). Cancelling it stops the
-        render: the cancellation is raised only once no thread works for this render any more, so a
-        caller's slot is never freed while the old render still runs."""
+        is returned. Runs libvips off the event loop. Raises ``SourceTooLarge`` before decoding
+        when the header's dimensions or the byte size exceed ``limits``, and
+        ``ImageRejected(code="invalid_image")`` for empty, truncated or non-image input or a
+        format outside the allowlist. ``on_step`` is told of each step as it finishes (from the
+        rendering thread). Cancelling it stops the render: the cancellation is raised only once
+        no thread works for this render any more, so a caller's slot is never freed while the old
+        render still runs."""
         ...
 
     def memory_in_use(self) -> int | None:
