@@ -4,6 +4,7 @@ encoder settings, and every other image left to libvips."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,16 @@ def test_other_outputs_stay_with_libvips(
         "b-w": photo.colourspace("b-w"),
     }[describe]
     assert not pillow_codecs.encodes(image, fmt, strip=strip)
+
+
+def test_without_memfd_create_an_output_is_written_all_the_same(
+    photo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seccomp profile may refuse memfd_create: the encode falls back to a Python buffer."""
+    expected = encode(photo, "jpeg", quality=80, strip=True)
+
+    def refused(name: str, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    assert encode(photo, "jpeg", quality=80, strip=True) == expected

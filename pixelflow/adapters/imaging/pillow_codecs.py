@@ -17,6 +17,7 @@ in and out of it, and only where the result is what libvips would give:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import IO, Any
@@ -109,6 +110,8 @@ def _save(picture: Image.Image, fmt: str, **params: Any) -> bytes:
 
 
 def _memory_file() -> IO[bytes]:
-    if hasattr(os, "memfd_create"):  # Linux
+    # Off Linux, or where a strict seccomp profile refuses memfd_create, a Python buffer: the
+    # same bytes, with the GIL held while Pillow encodes.
+    with contextlib.suppress(AttributeError, OSError):
         return open(os.memfd_create("pixelflow-encode"), "w+b")
     return io.BytesIO()
