@@ -80,14 +80,13 @@ def plan_pipeline(steps: Sequence[Step], *, source_format: OutputFormat) -> Plan
 
     ``source_format`` is what the source was decoded from; a step without ``format`` writes it.
     """
-    seen: set[str] = set()
     planned: list[PlannedStep] = []
     # Each step's pixels by the step that first computed them, and that step by its input's
     # pixels and its transform: a repeat (through any chain of repeats) is found in one look.
     pixels_of: dict[str, str] = {}
     first_by_transform: dict[tuple[str | None, bytes], str] = {}
     for index, step in enumerate(steps):
-        if step.input is not None and step.input not in seen:
+        if step.input is not None and step.input not in pixels_of:
             raise InvalidInput(
                 f"pipeline[{index}].input {step.input!r} must name an earlier step",
                 code="invalid_input_step",
@@ -104,7 +103,6 @@ def plan_pipeline(steps: Sequence[Step], *, source_format: OutputFormat) -> Plan
                 same_as=None if first == step.id else first,
             )
         )
-        seen.add(step.id)
     return Plan(steps=tuple(planned))
 
 

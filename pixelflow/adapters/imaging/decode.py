@@ -103,7 +103,7 @@ def decode(data: bytes, source: Source, shrink: float, *, keep_metadata: bool = 
     try:
         image = _to_srgb(_load(source.loader, data, access="sequential", **options))
         image = image.copy_memory()  # decodes here: a truncated source fails here
-        return _upright(image, _orientation(image))
+        return _upright(image, source.orientation)
     except pyvips.Error:
         raise ImageRejected(
             "the source image is corrupt or truncated", code="invalid_image"
@@ -111,11 +111,12 @@ def decode(data: bytes, source: Source, shrink: float, *, keep_metadata: bool = 
 
 
 def _upright(image: Any, orientation: int) -> Any:
+    """``image`` turned by the header's EXIF ``orientation``, whichever codec decoded it (the
+    pixels from Pillow carry no metadata, so the orientation is set before ``autorot``)."""
     if orientation == 1:
         return image
-    if _orientation(image) != orientation:  # pixels from Pillow carry no metadata
-        image = image.copy()
-        image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    image = image.copy()
+    image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     return image.autorot().copy_memory()
 
 
