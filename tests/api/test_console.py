@@ -41,7 +41,10 @@ async def test_every_write_needs_the_sessions_csrf_token(make_client: ClientFact
     cancel = f"/console/jobs/{job_id}/cancel"
 
     missing = await client.post(cancel, data={})
-    wrong = await client.post(cancel, data={"csrf_token": "x" + token[1:]})
+    # Another first character: the token is random url-safe base64, so one starting with "x"
+    # (1 in 64) would have made "x" + token[1:] the right token.
+    forged = ("y" if token[0] == "x" else "x") + token[1:]
+    wrong = await client.post(cancel, data={"csrf_token": forged})
     as_header = await client.post(cancel, headers={"X-CSRF-Token": "nope"})
     # A token is worth nothing with another session's cookie.
     other = httpx.AsyncClient(transport=client._transport, base_url=str(client.base_url))
