@@ -1,4 +1,5 @@
-"""Operator commands on the configured database: ``pixelflow keys …`` and ``pixelflow usage``.
+"""Operator commands on the configured database: ``pixelflow keys …``, ``pixelflow usage`` and
+``pixelflow auth-mode``.
 
 They read ``PIXELFLOW_DATABASE_URL`` (PostgreSQL in production) and otherwise the SQLite file
 of a ``serve`` data directory (``PIXELFLOW_DATA_DIR`` or ``--data-dir``).
@@ -11,14 +12,14 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import msgspec
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pixelflow.config import Role, load_settings
+from pixelflow.config import AuthMode, Role, load_settings
 from pixelflow.core.identity import public_prefix
 from pixelflow.core.models import ApiKey, UsageTotals
 from pixelflow.core.usage import parse_instant
@@ -30,7 +31,7 @@ T = TypeVar("T")
 
 
 def add_admin_commands(commands: Any) -> None:
-    """Add ``keys`` and ``usage`` to the ``pixelflow`` sub-command parser."""
+    """Add ``keys``, ``usage`` and ``auth-mode`` to the ``pixelflow`` sub-command parser."""
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
     actions = keys.add_subparsers(required=True, metavar="ACTION")
 
@@ -61,6 +62,16 @@ def add_admin_commands(commands: Any) -> None:
     usage.add_argument("--json", action="store_true", help="print the API's JSON instead")
     _database_option(usage)
     usage.set_defaults(run=_run_usage)
+
+    auth_mode = commands.add_parser(
+        "auth-mode",
+        help="show or change the PIXELFLOW_AUTH every api and worker of the deployment must use",
+    )
+    auth_mode.add_argument(
+        "mode", nargs="?", choices=get_args(AuthMode), help="the mode to switch to"
+    )
+    _database_option(auth_mode)
+    auth_mode.set_defaults(run=_run_auth_mode)
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +146,28 @@ def _run_usage(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(report).decode())
         return 0
     _console().print(usage_table(report))
+    return 0
+
+
+def _run_auth_mode(args: argparse.Namespace) -> int:
+    if args.mode is None:
+        recorded = _run(args, lambda ctx: ctx.deployment.auth_mode())
+        if recorded is None:
+            print(
+                "no mode recorded yet: the first `pixelflow api` or `pixelflow worker` to start "
+                "records its PIXELFLOW_AUTH",
+                file=sys.stderr,
+            )
+        else:
+            print(recorded)
+        return 0
+    _run(args, lambda ctx: ctx.deployment.set_auth_mode(args.mode))
+    print(
+        f"this deployment's mode is now PIXELFLOW_AUTH={args.mode}: api and worker processes "
+        "with another mode refuse to start, and those running keep theirs until restarted; "
+        f"restart every one with PIXELFLOW_AUTH={args.mode}",
+        file=sys.stderr,
+    )
     return 0
 
 

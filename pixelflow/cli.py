@@ -1,4 +1,4 @@
-"""The ``pixelflow`` command: serve, api, worker, migrate, submit, keys, usage."""
+"""The ``pixelflow`` command: serve, api, worker, migrate, submit, keys, usage, auth-mode."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from pixelflow.core.errors import DatabaseUnavailable, Unavailable
 from pixelflow.core.webhooks import RetryPolicy
 from pixelflow.services.address_guard import AddressGuard
 from pixelflow.services.dependency_watch import DependencyWatch
+from pixelflow.services.deployment import DeploymentSettings
 from pixelflow.services.jobs import JobService
 from pixelflow.services.keys import KeyService
 from pixelflow.services.objects import ObjectService
@@ -126,6 +127,9 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
             open_tracing(settings.traces_exporter, settings.service_name)
         )
         store = await _open_store(settings, stack)
+        if settings.role in {Role.API, Role.WORKER}:
+            # Processes that each hold one half of the webhook contract (serve holds both).
+            await DeploymentSettings(store).agree_on_auth_mode(settings.auth)
         queue = await _open_queue(settings, stack)
         metrics.on_scrape(_queue_depth_reader(queue, metrics))
         storage = await _open_storage(settings, stack)
@@ -165,12 +169,13 @@ async def open_context(settings: Settings, metrics: Metrics) -> AsyncIterator[Ap
 
 @dataclass
 class AdminContext:
-    """What the operator commands (``pixelflow keys``, ``pixelflow usage``) need: the
-    database alone."""
+    """What the operator commands (``pixelflow keys``, ``pixelflow usage``,
+    ``pixelflow auth-mode``) need: the database alone."""
 
     store: Store
     keys: KeyService
     usage: UsageService
+    deployment: DeploymentSettings
 
 
 @contextlib.asynccontextmanager
@@ -189,7 +194,10 @@ async def open_admin_context(settings: Settings) -> AsyncIterator[AdminContext]:
     async with contextlib.AsyncExitStack() as stack:
         store = await _open_store(settings, stack)
         yield AdminContext(
-            store=store, keys=KeyService(store=store), usage=UsageService(store=store)
+            store=store,
+            keys=KeyService(store=store),
+            usage=UsageService(store=store),
+            deployment=DeploymentSettings(store),
         )
 
 

@@ -371,6 +371,24 @@ class SqlStore(abc.ABC):
         async with self._connection() as conn:
             await conn.execute(sql.touch_api_key(key_id, at))
 
+    # -- deployment settings -----------------------------------------------------------------
+
+    async def claim_deployment_setting(self, name: str, value: str, *, now: datetime) -> str:
+        async with self._transaction() as conn:
+            await conn.execute(sql.insert_deployment_setting(name, value, now))
+            row = await conn.fetchrow(sql.select_deployment_setting(name))
+        assert row is not None, "the value was inserted or already there"
+        return str(row["value"])
+
+    async def deployment_setting(self, name: str) -> str | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.select_deployment_setting(name))
+        return None if row is None else str(row["value"])
+
+    async def set_deployment_setting(self, name: str, value: str, *, now: datetime) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql.upsert_deployment_setting(name, value, now))
+
     # -- usage reports -----------------------------------------------------------------------
 
     async def usage_totals(self, user_id: str, *, start: datetime, end: datetime) -> UsageTotals:

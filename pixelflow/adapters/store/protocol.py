@@ -157,6 +157,19 @@ class Store(Protocol):
         """Set ``last_used_at`` to ``at`` unless it is already later."""
         ...
 
+    async def claim_deployment_setting(self, name: str, value: str, *, now: datetime) -> str:
+        """The value recorded for the deployment-wide setting ``name``, recording ``value``
+        first when there is none (concurrent callers all get the one that was stored)."""
+        ...
+
+    async def deployment_setting(self, name: str) -> str | None:
+        """The value recorded for ``name``; None if none is."""
+        ...
+
+    async def set_deployment_setting(self, name: str, value: str, *, now: datetime) -> None:
+        """Record ``value`` for ``name``, replacing any value recorded before."""
+        ...
+
     async def ping(self) -> None:
         """Raise ``DatabaseUnavailable`` if the store cannot be used."""
         ...

@@ -490,6 +490,32 @@ def delete_expired_console_sessions(now: datetime) -> Statement:
     return arg.statement(f"DELETE FROM console_sessions WHERE expires_at <= {arg(now)}")
 
 
+# -- deployment settings -----------------------------------------------------------------------
+
+
+def insert_deployment_setting(name: str, value: str, at: datetime) -> Statement:
+    """Record ``value`` unless the setting has one already."""
+    arg = _Args()
+    return arg.statement(
+        f"INSERT INTO deployment_settings (name, value, updated_at)"
+        f" VALUES ({arg(name)}, {arg(value)}, {arg(at)}) ON CONFLICT (name) DO NOTHING"
+    )
+
+
+def upsert_deployment_setting(name: str, value: str, at: datetime) -> Statement:
+    arg = _Args()
+    return arg.statement(
+        f"INSERT INTO deployment_settings (name, value, updated_at)"
+        f" VALUES ({arg(name)}, {arg(value)}, {arg(at)})"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+    )
+
+
+def select_deployment_setting(name: str) -> Statement:
+    arg = _Args()
+    return arg.statement(f"SELECT value FROM deployment_settings WHERE name = {arg(name)}")
+
+
 # -- usage reports -----------------------------------------------------------------------------
 
 # The UTC day of ``created_at`` as a day number since 1970-01-01: the one expression the two

@@ -34,7 +34,7 @@ class Database:
         # One database serves the whole session; each test starts from empty tables.
         await self._postgres_scalar(
             "TRUNCATE jobs, usage_logs, webhook_events, webhook_deliveries, webhook_secrets,"
-            " api_keys, console_sessions"
+            " api_keys, console_sessions, deployment_settings"
         )
         return store
 
