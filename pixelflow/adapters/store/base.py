@@ -375,7 +375,7 @@ class SqlStore(abc.ABC):
 
     async def claim_deployment_setting(self, name: str, value: str, *, now: datetime) -> str:
         async with self._transaction() as conn:
-            await conn.execute(sql.insert_deployment_setting(name, value, now))
+            await conn.execute(sql.record_deployment_setting(name, value, now, replace=False))
             row = await conn.fetchrow(sql.select_deployment_setting(name))
         assert row is not None, "the value was inserted or already there"
         return str(row["value"])
@@ -387,7 +387,7 @@ class SqlStore(abc.ABC):
 
     async def set_deployment_setting(self, name: str, value: str, *, now: datetime) -> None:
         async with self._connection() as conn:
-            await conn.execute(sql.upsert_deployment_setting(name, value, now))
+            await conn.execute(sql.record_deployment_setting(name, value, now, replace=True))
 
     # -- usage reports -----------------------------------------------------------------------
 

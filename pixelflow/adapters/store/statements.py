@@ -493,21 +493,17 @@ def delete_expired_console_sessions(now: datetime) -> Statement:
 # -- deployment settings -----------------------------------------------------------------------
 
 
-def insert_deployment_setting(name: str, value: str, at: datetime) -> Statement:
-    """Record ``value`` unless the setting has one already."""
+def record_deployment_setting(name: str, value: str, at: datetime, *, replace: bool) -> Statement:
+    """Record ``value``; a value already recorded is kept unless ``replace``."""
     arg = _Args()
-    return arg.statement(
-        f"INSERT INTO deployment_settings (name, value, updated_at)"
-        f" VALUES ({arg(name)}, {arg(value)}, {arg(at)}) ON CONFLICT (name) DO NOTHING"
+    on_conflict = (
+        "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        if replace
+        else "DO NOTHING"
     )
-
-
-def upsert_deployment_setting(name: str, value: str, at: datetime) -> Statement:
-    arg = _Args()
     return arg.statement(
         f"INSERT INTO deployment_settings (name, value, updated_at)"
-        f" VALUES ({arg(name)}, {arg(value)}, {arg(at)})"
-        " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        f" VALUES ({arg(name)}, {arg(value)}, {arg(at)}) ON CONFLICT (name) {on_conflict}"
     )
 
 
