@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import msgspec
 from msgspec import Struct
@@ -34,6 +34,13 @@ JPEG_SHRINK_MODES: tuple[JpegShrink, ...] = ("fast", "quality")
 SHRINK_HEADROOM: dict[JpegShrink, float] = {"fast": 1.0, "quality": 2.0}
 DEFAULT_JPEG_SHRINK: JpegShrink = "fast"
 RESIZE_HEADROOM = SHRINK_HEADROOM["quality"]
+# With "fast", a resize of the source may also start from an earlier resize of it at least this
+# many times its size (``cascade``): libvips thumbnail's own margin, so the second resample
+# still has the pixels it needs. On photo-12mp's 1600/800/320 px set, 800 px from 1600 px and
+# 320 px from 800 px are within 0.5-0.8 dB of resampling the 2000 px decode each time (51.4 and
+# 51.3 dB PSNR against a full-size decode's resize, 51.8 and 52.0 from the decode), where a
+# lone "fast" 800 px job is at 46.7 dB; the 320 px resample costs a quarter of the CPU.
+CASCADE_HEADROOM = 2.0
 
 # The reductions libjpeg can apply while decoding.
 JPEG_SHRINKS = (8, 4, 2, 1)
@@ -47,6 +54,9 @@ class PlannedStep(Struct, frozen=True, kw_only=True):
     # An earlier step whose pixels this one's are: the same transform of the same pixels (one
     # size written as JPEG and as WebP), computed once for both.
     same_as: str | None = None
+    # A larger, earlier resize of the source this resize is computed from instead of the
+    # source's decode (see ``cascade``).
+    resample_from: str | None = None
 
     @property
     def id(self) -> str:
@@ -63,8 +73,10 @@ class PlannedStep(Struct, frozen=True, kw_only=True):
     @property
     def reads(self) -> str | None:
         """The result this step starts from: the first computation of its pixels if it repeats
-        one, else its parent's."""
-        return self.same_as if self.same_as is not None else self.parent
+        one, else the larger resize it is cascaded from, else its parent's."""
+        if self.same_as is not None:
+            return self.same_as
+        return self.resample_from if self.resample_from is not None else self.parent
 
 
 class Plan(Struct, frozen=True, kw_only=True):
@@ -104,6 +116,37 @@ def plan_pipeline(steps: Sequence[Step], *, source_format: OutputFormat) -> Plan
             )
         )
     return Plan(steps=tuple(planned))
+
+
+def cascade(plan: Plan, width: int, height: int) -> Plan:
+    """``plan`` with each plain resize of the source (``fit: inside``) computed from the
+    smallest earlier plain resize of the same source that is at least ``CASCADE_HEADROOM``
+    times its size (and no enlargement), instead of from the ``width``×``height`` decode: a
+    responsive set resamples 800 px from 1600 px and 320 px from 800 px, not each from the
+    full decode. Only earlier steps qualify, so the order of the steps decides what can be
+    cascaded; a step repeating another (``same_as``) reads that one's pixels as before."""
+    larger: list[tuple[float, str]] = []  # (reduction from the source, id) of plain resizes
+    steps: list[PlannedStep] = []
+    for planned in plan.steps:
+        step = planned.step
+        if planned.same_as is None and planned.parent is None and _plain_resize(step):
+            reduction = resize_reduction(step, width, height)
+            fitting = [
+                (found, step_id)
+                for found, step_id in larger
+                if found >= 1 and reduction >= found * CASCADE_HEADROOM
+            ]
+            if fitting:
+                # The most reduced of them: the fewest pixels to resample.
+                planned = msgspec.structs.replace(planned, resample_from=max(fitting)[1])
+            larger.append((reduction, planned.id))
+        steps.append(planned)
+    return Plan(steps=tuple(steps))
+
+
+def _plain_resize(step: Step) -> TypeGuard[ResizeStep]:
+    """A uniform scale of the whole image: its result stands for the source at a smaller size."""
+    return isinstance(step, ResizeStep) and step.fit == "inside"
 
 
 def _transform(step: Step) -> bytes:

@@ -11,6 +11,7 @@ from pixelflow.core.errors import InvalidInput
 from pixelflow.core.models import ResizeStep, Step
 from pixelflow.core.pipeline import (
     DEFAULT_QUALITY,
+    cascade,
     decode_shrink,
     jpeg_shrink,
     plan_pipeline,
@@ -173,6 +174,72 @@ class TestDecodeShrink:
     def test_orientation_is_the_callers_business(self) -> None:
         # Planning works on the upright size: a 3000×4000 portrait resized to 800 wide.
         assert decode_shrink([resize(width=800)], 3000, 4000, headroom=1) == pytest.approx(3.75)
+
+
+def cascaded(*raw: dict[str, Any], size: tuple[int, int] = (4000, 3000)) -> dict[str, str | None]:
+    """step id → what ``cascade`` has it read, for resizes given as (id, fields)."""
+    plan = cascade(plan_pipeline(steps(*raw), source_format="jpeg"), *size)
+    return {planned.id: planned.reads for planned in plan.steps}
+
+
+def sized(step_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": step_id, "action": "resize", **fields}
+
+
+class TestCascade:
+    def test_a_responsive_set_resamples_each_size_from_the_next_larger(self) -> None:
+        reads = cascaded(
+            sized("big", width=1600),
+            sized("mid", width=800),
+            sized("mid-webp", width=800, format="webp"),
+            sized("small", width=320),
+        )
+        # 800 is half of 1600; 320 is 2.5 times smaller than 800; the WebP repeats 800.
+        assert reads == {"big": None, "mid": "big", "mid-webp": "mid", "small": "mid"}
+
+    def test_the_smallest_result_at_least_twice_the_size_is_taken(self) -> None:
+        reads = cascaded(
+            sized("a", width=3000), sized("b", width=1000), sized("c", width=700),
+            sized("d", width=400),
+        )  # fmt: skip
+        # b (1000) is 3× smaller than a; c (700) is 4.3× smaller than a but only 1.4× than b;
+        # d (400) could read a (7.5×) or b (2.5×), and takes b, the smaller.
+        assert reads == {"a": None, "b": "a", "c": "a", "d": "b"}
+
+    def test_less_than_twice_the_size_reads_the_source(self) -> None:
+        assert cascaded(sized("a", width=1000), sized("b", width=600)) == {"a": None, "b": None}
+
+    def test_only_earlier_steps_are_read(self) -> None:
+        assert cascaded(sized("small", width=320), sized("big", width=1600)) == {
+            "small": None,
+            "big": None,
+        }
+
+    def test_an_enlargement_is_never_read(self) -> None:
+        reads = cascaded(sized("up", width=8000), sized("down", width=800))
+        assert reads == {"up": None, "down": None}
+
+    @pytest.mark.parametrize("fit", ["cover", "contain", "fill"])
+    def test_only_uniform_scales_of_the_whole_image_take_part(self, fit: str) -> None:
+        box = {"width": 1600, "height": 900}
+        assert cascaded(sized("a", **box, fit=fit), sized("b", width=320)) == {"a": None, "b": None}
+        small = {"width": 320, "height": 180, "fit": fit}
+        assert cascaded(sized("a", width=1600), sized("b", **small)) == {"a": None, "b": None}
+
+    def test_chained_steps_keep_their_input(self) -> None:
+        reads = cascaded(
+            sized("big", width=1600),
+            {"id": "turned", "action": "rotate", "angle": 90},
+            sized("small", width=320, input="turned"),
+        )
+        assert reads == {"big": None, "turned": None, "small": "turned"}
+
+    def test_sizes_are_judged_on_the_source_it_is_given(self) -> None:
+        boxes = (sized("a", width=800), sized("b", height=300))
+        # 4000×3000: 800×600, then 400×300, half of it.
+        assert cascaded(*boxes) == {"a": None, "b": "a"}
+        # 4000×1000: 800×200, then 1200×300, larger than it.
+        assert cascaded(*boxes, size=(4000, 1000)) == {"a": None, "b": None}
 
 
 @pytest.mark.parametrize(

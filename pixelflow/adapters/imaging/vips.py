@@ -48,6 +48,7 @@ from pixelflow.core.pipeline import (
     SHRINK_HEADROOM,
     JpegShrink,
     PlannedStep,
+    cascade,
     decode_shrink,
     plan_pipeline,
 )
@@ -61,6 +62,7 @@ class VipsImaging:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelflow-vips")
         self._tracked_memory = _tracked_memory_reader()
         self._headroom = SHRINK_HEADROOM[jpeg_shrink]
+        self._cascade = jpeg_shrink == "fast"
         self.text_masks = TextMasks()
 
     async def render(
@@ -96,6 +98,7 @@ class VipsImaging:
             limits,
             on_step=on_step,
             headroom=self._headroom,
+            cascade_resizes=self._cascade,
             masks=self.text_masks,
             emit=sink,
             stop=stop,
@@ -230,11 +233,13 @@ def render_job(
     *,
     on_step: StepObserver | None = None,
     headroom: float = SHRINK_HEADROOM[DEFAULT_JPEG_SHRINK],
+    cascade_resizes: bool = DEFAULT_JPEG_SHRINK == "fast",
     masks: TextMasks | None = None,
     emit: Callable[[Rendered], None] | None = None,
     stop: StopSignal | None = None,
 ) -> list[Rendered]:
-    """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``. With
+    """The whole job, synchronously (in a pool thread). ``headroom``: see ``JpegShrink``;
+    ``cascade_resizes``: let a resize start from a larger earlier one (see ``cascade``). With
     ``emit``, each output but the last is handed to it and not kept, and the last is returned:
     the caller hands it over as it would have been, without the thread waiting on the event
     loop for it while the job holds a slot. Without ``emit``, all are returned.
@@ -248,6 +253,8 @@ def render_job(
     shrink = decode_shrink(
         (p.step for p in plan.consumers(None)), header.width, header.height, headroom=headroom
     )
+    if cascade_resizes:
+        plan = cascade(plan, header.width, header.height)
     keep_metadata = any(planned.emit and not planned.step.strip for planned in plan.steps)
     decoded = decoding.decode(source, header, shrink, keep_metadata=keep_metadata)
     results: dict[str | None, Any] = {None: decoded}
@@ -269,8 +276,9 @@ def render_job(
             if planned.same_as is not None:
                 image = results[planned.same_as]
             else:
+                # A resize cascaded from a larger one still aims at the source's proportions.
                 source_size = full_size if planned.parent is None else None
-                image = apply(planned.step, results[planned.parent], masks, source_size=source_size)
+                image = apply(planned.step, results[planned.reads], masks, source_size=source_size)
                 _check_size(planned, image, limits)
                 if pending[planned.id]:
                     # Read again later: compute it once, not once per reader.
