@@ -9,6 +9,10 @@ full-size decode: PSNR and SSIM (luma, 7×7 windows, computed with numpy). For s
 same figures for the full-size decode's own JPEG q80 encode. Times are the process's CPU
 milliseconds (steadier than wall time on a shared machine) for decode + resize + JPEG encode,
 medians over rounds with the modes interleaved. Not a pass/fail test.
+
+Then the widths as one job's set, largest first: each output against the same reference, with
+"fast" resampling each size from the next larger one at least twice its size (the default), with
+"fast" resampling every size from the decode, and with "quality"; the time is the whole set's.
 """
 
 from __future__ import annotations
@@ -69,11 +73,50 @@ def ssim(a: np.ndarray, b: np.ndarray, size: int = 7) -> float:
 
 
 def resized(source: bytes, width: int, headroom: float, fmt: str) -> Any:
-    step = msgspec.convert(
-        [{"id": "r", "action": "resize", "width": width, "format": fmt}], type=list[Step]
-    )
-    [rendered] = render_job(source, step, LIMITS, headroom=headroom)
+    [rendered] = resized_set(source, [width], headroom, fmt)
     return rendered
+
+
+def resized_set(
+    source: bytes, widths: list[int], headroom: float, fmt: str, *, cascade: bool = True
+) -> list[Any]:
+    raw = [{"id": f"w{w}", "action": "resize", "width": w, "format": fmt} for w in widths]
+    steps = msgspec.convert(raw, type=list[Step])
+    return render_job(source, steps, LIMITS, headroom=headroom, cascade_resizes=cascade)
+
+
+# The responsive set's variants: (name, headroom, whether smaller sizes start from larger ones).
+SET_VARIANTS = [
+    ("fast, cascaded", SHRINK_HEADROOM["fast"], True),
+    ("fast, each from the decode", SHRINK_HEADROOM["fast"], False),
+    ("quality", SHRINK_HEADROOM["quality"], False),
+]
+
+
+def compare_set(
+    source: bytes, widths: list[int], references: dict[int, np.ndarray], rounds: int
+) -> tuple[list[list[object]], list[dict[str, object]]]:
+    """The widths as one job: each variant's outputs against ``references``, and its CPU."""
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in SET_VARIANTS}
+    for _ in range(max(1, rounds)):
+        for name, headroom, cascade in SET_VARIANTS:
+            started = time.process_time()
+            resized_set(source, widths, headroom, "jpeg", cascade=cascade)
+            cpu[name].append(time.process_time() - started)
+    rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
+    for name, headroom, cascade in SET_VARIANTS:
+        outputs = resized_set(source, widths, headroom, "png", cascade=cascade)
+        milliseconds = statistics.median(cpu[name]) * 1000
+        for width, output in zip(widths, outputs, strict=True):
+            actual = pixels(pyvips.Image.new_from_buffer(output.data, ""))
+            figures = (psnr(references[width], actual), ssim(references[width], actual))
+            rows.append([f"{width} px", name, *figures, milliseconds])
+            results.append(
+                {"width": width, "variant": name, "psnr_db": figures[0], "ssim": figures[1]}
+                | {"set_cpu_ms": milliseconds}
+            )
+    return rows, results
 
 
 def main() -> None:
@@ -86,9 +129,10 @@ def main() -> None:
     full = pyvips.Image.new_from_buffer(source, "", access="sequential").copy_memory()
     rows: list[list[object]] = []
     results: list[dict[str, object]] = []
+    references: dict[int, np.ndarray] = {}
     for width in args.widths:
         reference = full.thumbnail_image(width, size="down")
-        expected = pixels(reference)
+        expected = references[width] = pixels(reference)
         encoded = pyvips.Image.new_from_buffer(reference.jpegsave_buffer(Q=80), "")
         scale = (psnr(expected, pixels(encoded)), ssim(expected, pixels(encoded)))
         rows.append([f"{width} px", "full decode, JPEG q80 encode", *scale, None])
@@ -113,7 +157,15 @@ def main() -> None:
         ["output", "decode", "PSNR dB", "SSIM", "CPU ms (JPEG out)"],
         [[r[0], r[1], r[2], f"{r[3]:.4f}", r[4]] for r in rows],
     )
-    common.write_json("quality", args.json, {"results": results, "rounds": args.rounds})
+    widths = sorted(args.widths, reverse=True)
+    set_rows, set_results = compare_set(source, widths, references, args.rounds)
+    common.print_table(
+        f"{common.PHOTO}: the set of {', '.join(map(str, widths))} px in one job, same references",
+        ["output", "set", "PSNR dB", "SSIM", "CPU ms (set, JPEG out)"],
+        [[r[0], r[1], r[2], f"{r[3]:.4f}", r[4]] for r in set_rows],
+    )
+    payload = {"results": results, "set": set_results, "rounds": args.rounds}
+    common.write_json("quality", args.json, payload)
 
 
 if __name__ == "__main__":
