@@ -43,21 +43,21 @@ async def render(mode: JpegShrink, source: bytes, pipeline: list[Any]) -> list[A
         await imaging.close()
 
 
-async def test_fast_resamples_each_size_from_the_next_larger(
-    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("mode", "widths"),
+    [
+        # The 4000 px photo decodes at 1/2; each size then starts from the next larger one.
+        ("fast", {"w1600": 2000, "w800": 1600, "w320": 800}),
+        # A full-size decode (1600 px keeps a 2× margin), and every size from it.
+        ("quality", {"w1600": 4000, "w800": 4000, "w320": 4000}),
+    ],
+)
+async def test_what_each_size_is_resampled_from(
+    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch, mode: JpegShrink, widths: dict[str, int]
 ) -> None:
     reads = Reads(monkeypatch)
-    await render("fast", read(fixtures_dir, "photo-12mp.jpg"), SET)
-    # The 4000 px photo decodes at 1/2; the WebP repeats the 800 px result (computed once).
-    assert reads.widths == {"w1600": 2000, "w800": 1600, "w320": 800}
-
-
-async def test_quality_resamples_every_size_from_the_decode(
-    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reads = Reads(monkeypatch)
-    await render("quality", read(fixtures_dir, "photo-12mp.jpg"), SET)
-    assert reads.widths == {"w1600": 4000, "w800": 4000, "w320": 4000}
+    await render(mode, read(fixtures_dir, "photo-12mp.jpg"), SET)
+    assert reads.widths == widths  # the WebP repeats the 800 px result: computed once
 
 
 def test_the_pixels_stay_close_to_resampling_the_decode(fixtures_dir: Path) -> None:
