@@ -44,6 +44,7 @@ from pixelflow.core.errors import ImageRejected
 from pixelflow.core.formats import CONTENT_TYPES
 from pixelflow.core.models import Step
 from pixelflow.core.pipeline import (
+    CASCADE_RESIZES,
     DEFAULT_JPEG_SHRINK,
     SHRINK_HEADROOM,
     JpegShrink,
@@ -62,7 +63,7 @@ class VipsImaging:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixelflow-vips")
         self._tracked_memory = _tracked_memory_reader()
         self._headroom = SHRINK_HEADROOM[jpeg_shrink]
-        self._cascade = jpeg_shrink == "fast"
+        self._cascade = CASCADE_RESIZES[jpeg_shrink]
         self.text_masks = TextMasks()
 
     async def render(
@@ -233,7 +234,7 @@ def render_job(
     *,
     on_step: StepObserver | None = None,
     headroom: float = SHRINK_HEADROOM[DEFAULT_JPEG_SHRINK],
-    cascade_resizes: bool = DEFAULT_JPEG_SHRINK == "fast",
+    cascade_resizes: bool = CASCADE_RESIZES[DEFAULT_JPEG_SHRINK],
     masks: TextMasks | None = None,
     emit: Callable[[Rendered], None] | None = None,
     stop: StopSignal | None = None,

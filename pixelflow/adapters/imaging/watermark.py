@@ -105,10 +105,10 @@ def _stampable(image: Any, mask: Any, left: int, top: int) -> bool:
 def _stamp(image: Any, mask: Any, color: list[int], opacity: float, left: int, top: int) -> Any:
     """The mark composited over the patch it covers by Pillow, and the patch put back.
 
-    The same "over" as libvips' ``composite2`` (to within one level, from rounding), for a
-    fraction of the cost: libvips' composite converts every pixel of the image to float and
-    back, ~6 ms on an 800×600 image against ~1.5 ms for this (docs/benchmarks.md, ninth
-    round), most of a watermark job's time after the decode."""
+    The same "over" as libvips' ``composite2`` to within two levels (Pillow rounds the alpha and
+    the blend where libvips truncates), for a fraction of the cost: libvips' composite converts
+    every pixel of the image to float and back, ~6 ms on an 800×600 image against ~1.5 ms for
+    this (docs/benchmarks.md, ninth round), most of a watermark job's time after the decode."""
     size = (mask.width, mask.height)
     mode = "RGB" if image.bands == 3 else "RGBA"
     patch = Image.frombytes(mode, size, image.crop(left, top, *size).write_to_memory())
