@@ -3,6 +3,7 @@ computed when the result is encoded or kept for a chained step."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import pyvips
@@ -93,9 +94,21 @@ def _fit_inside(
     width, height = box
     if source_size is None or source_size == (image.width, image.height):
         return image.thumbnail_image(width, height=height, size=size, no_rotate=True)
-    # Sizes only: nothing is computed from a black image that is never written.
-    full = pyvips.Image.black(*source_size).thumbnail_image(width, height=height, size=size)
-    return image.thumbnail_image(full.width, height=full.height, size="force", no_rotate=True)
+    full_width, full_height = _thumbnail_size(source_size, box, size)
+    return image.thumbnail_image(full_width, height=full_height, size="force", no_rotate=True)
+
+
+@lru_cache(maxsize=256)
+def _thumbnail_size(
+    source_size: tuple[int, int], box: tuple[int, int], size: str
+) -> tuple[int, int]:
+    """The size ``thumbnail`` gives a ``source_size`` image fitted inside ``box``, asked of
+    libvips itself so the rounding is its own (nothing is computed from a black image that is
+    never written). A pure function of its arguments, remembered: setting the thumbnail up
+    costs ~1.5 ms, a fifth of the resize that follows, and a service sees the same few source
+    and box sizes again and again."""
+    full = pyvips.Image.black(*source_size).thumbnail_image(box[0], height=box[1], size=size)
+    return full.width, full.height
 
 
 def crop(image: Any, step: CropStep) -> Any:
